@@ -1,0 +1,1 @@
+"""Hardware half: bundle reader, Amaranth accelerator generator, board builds. Never imports torch."""

@@ -1,0 +1,1 @@
+"""Simulation: random bundles and cocotb testbenches that check the RTL against sw.golden."""
