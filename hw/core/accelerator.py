@@ -1,0 +1,207 @@
+"""The accelerator top: host stream interface, input event queue, layer sequencing, readout."""
+
+from amaranth.hdl import Module, Signal, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.wiring import In, Out
+
+from .banks import wwrite_layout
+from .counters import Counters, counters_layout, part_counters_layout
+from .events import event_layout
+from .layer import Layer, trace_layout
+from .params import core_params, mem_ids
+from .readout import Readout, out_word_layout
+
+__all__ = ["Accelerator", "Op", "in_cmd_layout"]
+
+
+class Op:
+    """Host command codes (``InCmd.op``)."""
+    STEP_TOKEN = 0
+    EVENT = 1
+    STEP = 2
+    RESET = 3
+
+
+def in_cmd_layout(state_bits: int) -> data.StructLayout:
+    return data.StructLayout({"op": 2, "index": 16, "value": signed(state_bits)})
+
+
+class Accelerator(wiring.Component):
+    """Event-driven EGRU accelerator generated from a bundle (docs/accelerator.md).
+
+    Parameters
+    ----------
+    bundle : `hw.bundle.Bundle` (or `hw.core.params.CoreParams`).
+    trace : add the ``o_trace`` port (one word per pointwise beat).
+    fifo_depth : input event queue depth (default: input size + 1).
+
+    Members
+    -------
+    i_stream : In(stream of `in_cmd_layout`): STEP_TOKEN / EVENT / STEP / RESET.
+    o_stream : Out(stream of `out_word_layout`): per step [V logits,] top-1 (last=1).
+    emit_logits : In(1).
+    counters : Out(`counters_layout`). layer_counters : Out(array of L+1
+        `part_counters_layout`: layers, then the readout; the last step's figures).
+    w_stream : In(stream of `wwrite_layout`): run-time memory writes, accepted while idle.
+    busy : Out(1): a step or reset is running.
+    o_trace : Out(stream of `trace_layout`) when ``trace``.
+    """
+
+    def __init__(self, bundle, *, trace=False, fifo_depth=None):
+        from .params import CoreParams
+        self.params = bundle if isinstance(bundle, CoreParams) else \
+            core_params(bundle, fifo_depth=fifo_depth)
+        self.trace = trace
+        p = self.params
+        f = p.fmt
+        self.L = len(p.layers)
+        members = {
+            "i_stream": In(stream.Signature(in_cmd_layout(f.state_bits))),
+            "o_stream": Out(stream.Signature(out_word_layout(f.acc_bits))),
+            "emit_logits": In(1),
+            "counters": Out(counters_layout()),
+            "layer_counters": Out(data.ArrayLayout(part_counters_layout(), self.L + 1)),
+            "w_stream": In(stream.Signature(wwrite_layout())),
+            "busy": Out(1),
+        }
+        if trace:
+            members["o_trace"] = Out(stream.Signature(trace_layout(p.banks, f.state_bits)))
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        m = Module()
+        p, L = self.params, self.L
+        f = p.fmt
+        ids = mem_ids(p)
+        sb = f.state_bits
+        ev_layout = event_layout(sb)
+
+        m.submodules.fifo = fifo = SyncFIFOBuffered(width=ev_layout.size, depth=p.fifo_depth)
+        layers = []
+        for lp in p.layers:
+            layer = Layer(lp, p, ids, trace=self.trace)
+            m.submodules[f"layer{lp.index}"] = layer
+            layers.append(layer)
+        ro = None
+        if p.readout is not None:
+            m.submodules.readout = ro = Readout(p.readout, p, ids)
+        m.submodules.counters = cnt = Counters(parts=L + 1, lanes=p.banks)
+        m.d.comb += [self.counters.eq(cnt.counters), self.layer_counters.eq(cnt.part_counters)]
+
+        # run-time writes
+        wr = self.w_stream.payload
+        wr_en = self.w_stream.valid & self.w_stream.ready
+        for blk in layers + ([ro] if ro is not None else []):
+            m.d.comb += [blk.wr.eq(wr), blk.wr_en.eq(wr_en)]
+
+        # input queue -> layer 0
+        fifo_out = data.View(ev_layout, fifo.r_data)
+        l0 = layers[0]
+        m.d.comb += [l0.i_stream.valid.eq(fifo.r_rdy), l0.i_stream.payload.eq(fifo_out),
+                     fifo.r_en.eq(l0.i_stream.ready), l0.i_busy.eq(fifo.level != 0)]
+        for k in range(1, L):
+            wiring.connect(m, layers[k - 1].o_fwd, layers[k].i_stream)
+            m.d.comb += layers[k].i_busy.eq(layers[k - 1].fwd_busy)
+        if ro is not None:
+            wiring.connect(m, layers[-1].o_fwd, ro.i_stream)
+            m.d.comb += [ro.i_busy.eq(layers[-1].fwd_busy), ro.emit_logits.eq(self.emit_logits)]
+            wiring.connect(m, ro.o_stream, wiring.flipped(self.o_stream))
+
+        # trace: only one layer is in its pointwise pass at a time
+        if self.trace:
+            for layer in layers:
+                m.d.comb += layer.o_trace.ready.eq(self.o_trace.ready)
+                with m.If(layer.o_trace.valid):
+                    m.d.comb += [self.o_trace.valid.eq(1),
+                                 self.o_trace.payload.eq(layer.o_trace.payload)]
+
+        ev_inc = 0
+        mac_inc = 0
+        for blk in layers + ([ro] if ro is not None else []):
+            ev_inc = ev_inc + blk.ev_inc
+            mac_inc = mac_inc + blk.mac_inc
+        m.d.comb += [cnt.ev_inc.eq(ev_inc), cnt.mac_inc.eq(mac_inc)]
+
+        cmd = self.i_stream.payload
+        # Every layer (and the readout) starts at the beginning of the step and streams its
+        # recurrent events at once; its input becomes final when the part below is done.
+        blocks = layers + ([ro] if ro is not None else [])
+        fin = [Signal(name=f"fin{k}") for k in range(len(blocks))]   # part k is done
+        src = [Signal(name=f"src{k}") for k in range(len(blocks))]   # part k's input started
+        m.d.comb += layers[0].i_final.eq(1)
+        for k in range(1, len(blocks)):
+            m.d.comb += blocks[k].i_final.eq(src[k])
+        part = Signal(range(L + 1))
+        m.d.comb += part.eq(L)
+        for k in reversed(range(L)):
+            with m.If(~fin[k]):
+                m.d.comb += part.eq(k)
+        m.d.comb += cnt.part.eq(part)
+        with m.FSM():
+            with m.State("IDLE"):
+                m.d.comb += self.w_stream.ready.eq(1)
+                with m.If((cmd.op == Op.EVENT) | (cmd.op == Op.STEP_TOKEN)):
+                    m.d.comb += self.i_stream.ready.eq(fifo.w_rdy)
+                with m.Else():
+                    m.d.comb += self.i_stream.ready.eq(1)
+                m.d.comb += fifo.w_data.eq(cmd.index | (cmd.value.as_unsigned() << 16))
+                with m.If(cmd.op == Op.STEP_TOKEN):
+                    m.d.comb += fifo.w_data.eq(cmd.index | ((1 << f.state_frac) << 16))
+                go = Signal()
+                with m.If(self.i_stream.valid & self.i_stream.ready):  # noqa: SIM117
+                    with m.Switch(cmd.op):
+                        with m.Case(Op.EVENT):
+                            m.d.comb += fifo.w_en.eq(1)
+                        with m.Case(Op.STEP_TOKEN):
+                            m.d.comb += [fifo.w_en.eq(1), go.eq(1)]
+                        with m.Case(Op.STEP):
+                            m.d.comb += go.eq(1)
+                        with m.Case(Op.RESET):
+                            m.next = "RST"
+                with m.If(go):
+                    m.d.comb += cnt.step_start.eq(1)
+                    m.d.comb += [blk.start.eq(1) for blk in blocks]
+                    m.d.sync += [x.eq(0) for x in fin + src]
+                    m.next = "RUN"
+            with m.State("RUN"):
+                m.d.comb += [self.busy.eq(1), cnt.running.eq(1)]
+                for k, blk in enumerate(blocks):
+                    with m.If(blk.done):
+                        m.d.sync += fin[k].eq(1)
+                for k, layer in enumerate(layers):
+                    if k + 1 < len(blocks):
+                        # the next part consumes this layer's events as they are produced
+                        m.d.comb += layer.fwd_start.eq(layer.pw_start)
+                        with m.If(layer.pw_start):
+                            m.d.sync += src[k + 1].eq(1)
+                if ro is not None:
+                    with m.If(ro.done):
+                        m.d.comb += cnt.step_end.eq(1)
+                        m.next = "IDLE"
+                else:
+                    with m.If(layers[-1].done):
+                        m.next = "ACK"
+            with m.State("ACK"):
+                # no readout: one acknowledgement word (kind 1, data -1, last 1)
+                m.d.comb += [self.busy.eq(1), cnt.running.eq(1), self.o_stream.valid.eq(1),
+                             self.o_stream.payload.data.eq(-1),
+                             self.o_stream.payload.kind.eq(1), self.o_stream.payload.last.eq(1)]
+                with m.If(self.o_stream.ready):
+                    m.d.comb += cnt.step_end.eq(1)
+                    m.next = "IDLE"
+            with m.State("RST"):
+                m.d.comb += [self.busy.eq(1), cnt.clear_last.eq(1)]
+                for layer in layers:
+                    m.d.comb += layer.reset.eq(1)
+                if ro is not None:
+                    m.d.comb += ro.reset.eq(1)
+                m.next = "RST_WAIT"
+            with m.State("RST_WAIT"):
+                m.d.comb += [self.busy.eq(1), fifo.r_en.eq(1)]
+                idle = fifo.level == 0
+                for blk in layers + ([ro] if ro is not None else []):
+                    idle = idle & ~blk.busy
+                with m.If(idle):
+                    m.next = "IDLE"
+        return m

@@ -1,0 +1,158 @@
+"""Sparse weight banks: per bank and matrix a column-pointer table and an entry memory.
+
+On an event (column j, value v) every bank streams its entries of column j, one per cycle,
+to its MAC lane. The next event's pointers are fetched while the current column streams, so
+an event costs ``max(1, max over banks of nnz(bank, j))`` cycles with no bubbles.
+"""
+
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["ColumnStreamer", "col_event_layout", "lane_layout", "wwrite_layout"]
+
+
+def wwrite_layout() -> data.StructLayout:
+    """A run-time memory write (the host's w_stream payload)."""
+    return data.StructLayout({"mem": 8, "bank": 8, "addr": 16, "data": 32})
+
+
+def col_event_layout(col_bits: int, state_bits: int) -> data.StructLayout:
+    return data.StructLayout({"col": unsigned(col_bits), "value": signed(state_bits),
+                              "mat": 1})
+
+
+def lane_layout(weight_bits, state_bits, ubits) -> data.StructLayout:
+    """One entry delivered to a MAC lane: accumulator slot ``sel`` (mat*3+g) at ``addr``."""
+    return data.StructLayout({"valid": 1, "sel": 3, "addr": unsigned(ubits),
+                              "w": signed(weight_bits), "v": signed(state_bits)})
+
+
+class ColumnStreamer(wiring.Component):
+    """Streams the non-zero entries of event columns out of P banks.
+
+    Parameters
+    ----------
+    banks : P.
+    mats : list of `hw.core.params.MatrixImage` (1 or 2: event ``mat`` selects one).
+    weight_bits, state_bits : formats W and S.
+    ubits : width of a local row address in an entry word.
+    gated : entries carry a 2-bit gate field above the address (layer matrices).
+    mem_ids : per matrix (ptr_id, ent_id) for run-time writes through ``wr``.
+
+    Members
+    -------
+    i_stream : In(stream of `col_event_layout`).
+    lanes : Out(array of P `lane_layout`); registered, valid two cycles after a column starts.
+    busy : Out(1); an event or entry is in flight.
+    wr, wr_en : In; run-time memory writes.
+
+    Latency: an accepted event's first entries reach ``lanes`` 3 cycles later; columns then
+    follow back to back.
+    """
+
+    stages = 3
+
+    def __init__(self, *, banks, mats, weight_bits, state_bits, ubits, gated, mem_ids):
+        if not 1 <= len(mats) <= 2:
+            raise ValueError(f"a streamer serves 1 or 2 matrices, got {len(mats)}")
+        self.banks, self.mats, self.wb, self.sb = banks, mats, weight_bits, state_bits
+        self.ubits, self.gated, self.mem_ids = ubits, gated, mem_ids
+        self.col_bits = max(1, max(mt.columns for mt in mats).bit_length())
+        self.addr_bits = max(mt.ptr_bits for mt in mats)
+        super().__init__({
+            "i_stream": In(stream.Signature(col_event_layout(self.col_bits, state_bits))),
+            "lanes": Out(data.ArrayLayout(lane_layout(weight_bits, state_bits, ubits), banks)),
+            "busy": Out(1),
+            "wr": In(wwrite_layout()), "wr_en": In(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        P, nm = self.banks, len(self.mats)
+        # stage B: pending event (its pointers are the ptr read ports' outputs)
+        pend_v = Signal()
+        pend_val = Signal(signed(self.sb))
+        pend_mat = Signal()
+        # stage C: the column being streamed
+        act = Signal()
+        act_val = Signal(signed(self.sb))
+        act_mat = Signal()
+        addr = [Signal(self.addr_bits, name=f"addr{b}") for b in range(P)]
+        end = [Signal(self.addr_bits, name=f"end{b}") for b in range(P)]
+        # stage D: entry words come out of the entry memories
+        d_v = [Signal(name=f"d_v{b}") for b in range(P)]
+        d_val = Signal(signed(self.sb))
+        d_mat = Signal()
+
+        last = Signal()
+        m.d.comb += last.eq(1)
+        for b in range(P):
+            with m.If(end[b] - addr[b] > 1):
+                m.d.comb += last.eq(0)
+        can_load = ~act | last
+        load = can_load & pend_v
+        accept = self.i_stream.valid & self.i_stream.ready
+        m.d.comb += self.i_stream.ready.eq(~pend_v | load)
+        ev = self.i_stream.payload
+
+        start_sel = [Signal(self.addr_bits, name=f"start_sel{b}") for b in range(P)]
+        end_sel = [Signal(self.addr_bits, name=f"end_sel{b}") for b in range(P)]
+        ent_data = [[] for _ in range(P)]
+        for k, mt in enumerate(self.mats):
+            ptr_id, ent_id = self.mem_ids[k]
+            for b in range(P):
+                pm = memory.Memory(shape=unsigned(mt.ptr_bits), depth=mt.ptr_depth,
+                                   init=mt.ptr[b])
+                em = memory.Memory(shape=unsigned(mt.ent_bits), depth=mt.ent_depth,
+                                   init=mt.ent[b])
+                m.submodules[f"ptr{k}_{b}"] = pm
+                m.submodules[f"ent{k}_{b}"] = em
+                p0, p1 = pm.read_port(), pm.read_port()
+                m.d.comb += [p0.addr.eq(ev.col), p1.addr.eq(ev.col + 1),
+                             p0.en.eq(accept), p1.en.eq(accept)]
+                with m.If(pend_mat == k):
+                    m.d.comb += [start_sel[b].eq(p0.data), end_sel[b].eq(p1.data)]
+                er = em.read_port()
+                m.d.comb += er.addr.eq(addr[b])
+                ent_data[b].append(er.data)
+                for mem_, wid, kind in ((pm, ptr_id, "ptr"), (em, ent_id, "ent")):
+                    wp = mem_.write_port()
+                    m.d.comb += [wp.addr.eq(self.wr.addr), wp.data.eq(self.wr.data),
+                                 wp.en.eq(self.wr_en & (self.wr.mem == wid) &
+                                          (self.wr.bank == b))]
+
+        with m.If(load):
+            m.d.sync += [pend_v.eq(accept), act.eq(1), act_val.eq(pend_val),
+                         act_mat.eq(pend_mat)]
+            m.d.sync += [addr[b].eq(start_sel[b]) for b in range(P)]
+            m.d.sync += [end[b].eq(end_sel[b]) for b in range(P)]
+        with m.Else():
+            with m.If(accept):
+                m.d.sync += pend_v.eq(1)
+            with m.If(act & last):
+                m.d.sync += act.eq(0)
+        with m.If(accept):
+            m.d.sync += [pend_val.eq(ev.value), pend_mat.eq(ev.mat)]
+        m.d.sync += [d_val.eq(act_val), d_mat.eq(act_mat)]
+        for b in range(P):
+            issue = act & (addr[b] < end[b])
+            with m.If(issue & ~load):
+                m.d.sync += addr[b].eq(addr[b] + 1)
+            m.d.sync += d_v[b].eq(issue)
+
+        wb, ub = self.wb, self.ubits
+        for b in range(P):
+            word = ent_data[b][0] if nm == 1 else Mux(d_mat, ent_data[b][1], ent_data[b][0])
+            lane = self.lanes[b]
+            m.d.comb += [lane.valid.eq(d_v[b]), lane.v.eq(d_val),
+                         lane.w.eq(word[:wb].as_signed()), lane.addr.eq(word[wb:wb + ub])]
+            if self.gated:
+                m.d.comb += lane.sel.eq(word[wb + ub:wb + ub + 2] + d_mat * 3)
+            else:
+                m.d.comb += lane.sel.eq(0)
+        busy = pend_v | act
+        for b in range(P):
+            busy = busy | d_v[b]
+        m.d.comb += self.busy.eq(busy)
+        return m

@@ -1,0 +1,74 @@
+"""Performance counters: cycles, events and MACs per step, in total and per layer."""
+
+from amaranth.hdl import Module, Signal
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["Counters", "counters_layout", "part_counters_layout"]
+
+
+def counters_layout() -> data.StructLayout:
+    """The ``counters`` port of the accelerator (docs/accelerator.md)."""
+    return data.StructLayout({"steps": 32, "cycles": 48, "events": 32, "macs": 48,
+                              "last_cycles": 32, "last_events": 32, "last_macs": 32})
+
+
+def part_counters_layout() -> data.StructLayout:
+    """The last step's figures of one part (a layer, or the readout)."""
+    return data.StructLayout({"cycles": 32, "events": 32, "macs": 32})
+
+
+class Counters(wiring.Component):
+    """Counts while a step runs; latches the step's figures when it ends.
+
+    Parameters
+    ----------
+    parts : number of parts (layers + readout) with their own figures.
+    lanes : P (largest ``mac_inc``).
+
+    Members
+    -------
+    step_start, step_end, clear_last : In(1) pulses.
+    part : In; which part is running (its index), valid while ``running``.
+    running : In(1). ev_inc : In(1). mac_inc : In.
+    counters : Out(`counters_layout`). part_counters : Out(array of `part_counters_layout`).
+    """
+
+    def __init__(self, *, parts, lanes):
+        self.parts = parts
+        super().__init__({
+            "step_start": In(1), "step_end": In(1), "clear_last": In(1),
+            "running": In(1), "part": In(range(max(2, parts))),
+            "ev_inc": In(range(parts + 1)), "mac_inc": In(range(parts * lanes + 1)),
+            "counters": Out(counters_layout()),
+            "part_counters": Out(data.ArrayLayout(part_counters_layout(), parts)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        c = self.counters
+        cyc, ev, mac = Signal(32), Signal(32), Signal(32)
+        pc = [[Signal(32, name=f"p{i}_{n}") for n in ("cyc", "ev", "mac")]
+              for i in range(self.parts)]
+        with m.If(self.running):
+            m.d.sync += [cyc.eq(cyc + 1), ev.eq(ev + self.ev_inc), mac.eq(mac + self.mac_inc),
+                         c.cycles.eq(c.cycles + 1), c.events.eq(c.events + self.ev_inc),
+                         c.macs.eq(c.macs + self.mac_inc)]
+            for i in range(self.parts):
+                with m.If(self.part == i):
+                    m.d.sync += [pc[i][0].eq(pc[i][0] + 1), pc[i][1].eq(pc[i][1] + self.ev_inc),
+                                 pc[i][2].eq(pc[i][2] + self.mac_inc)]
+        with m.If(self.step_start):
+            m.d.sync += [cyc.eq(0), ev.eq(0), mac.eq(0)]
+            m.d.sync += [s.eq(0) for row in pc for s in row]
+        with m.If(self.step_end):
+            m.d.sync += [c.steps.eq(c.steps + 1), c.last_cycles.eq(cyc),
+                         c.last_events.eq(ev), c.last_macs.eq(mac)]
+            for i in range(self.parts):
+                p = self.part_counters[i]
+                m.d.sync += [p.cycles.eq(pc[i][0]), p.events.eq(pc[i][1]),
+                             p.macs.eq(pc[i][2])]
+        with m.If(self.clear_last):
+            m.d.sync += [c.last_cycles.eq(0), c.last_events.eq(0), c.last_macs.eq(0)]
+            m.d.sync += [s.eq(0) for p_ in self.part_counters for s in (p_.cycles, p_.events, p_.macs)]
+        return m

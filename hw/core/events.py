@@ -1,0 +1,141 @@
+"""Event records and the per-layer event store (beat list + serializing readers).
+
+The pointwise unit produces one *beat* per cycle: the P lanes' results for local unit ``u``
+(units ``u*P + b``). Beats with at least one event are appended to a beat memory. Each reader
+walks the beats and serializes their events in increasing unit order, one event per cycle
+with no bubbles (the next beat is read while the current one drains).
+"""
+
+from amaranth.hdl import Module, Signal, signed, unsigned
+from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["BeatSerializer", "EventStore", "beat_layout", "event_layout"]
+
+
+def event_layout(state_bits: int) -> data.StructLayout:
+    """An event: unit/column ``index`` and its graded value (format S)."""
+    return data.StructLayout({"index": 16, "value": signed(state_bits)})
+
+
+def beat_layout(banks: int, state_bits: int, ubits: int) -> data.StructLayout:
+    return data.StructLayout({"u": unsigned(ubits), "mask": unsigned(banks),
+                              "y": data.ArrayLayout(signed(state_bits), banks)})
+
+
+class BeatSerializer(wiring.Component):
+    """Reads beats ``0 .. count-1`` from a beat-memory read port and emits their events.
+
+    Parameters
+    ----------
+    banks, state_bits, ubits, depth : beat geometry and beat-memory depth.
+
+    Members
+    -------
+    start : In(1); a pulse restarts the walk at beat 0 (``busy`` is high from the next cycle).
+    count : In; number of valid beats (may grow while ``hold`` is high).
+    hold : In(1); the writer is still appending beats: stay busy even when caught up.
+    busy : Out(1); high while events remain (one extra cycle after the last transfer).
+    o_stream : Out(stream of `event_layout`).
+    rd_addr, rd_en : Out; drive the beat memory's read port. rd_data : In(beat).
+    """
+
+    def __init__(self, *, banks, state_bits, ubits, depth):
+        self.banks, self.ubits = banks, ubits
+        self._beat = beat_layout(banks, state_bits, ubits)
+        super().__init__({
+            "start": In(1), "count": In(range(depth + 1)), "hold": In(1), "busy": Out(1),
+            "o_stream": Out(stream.Signature(event_layout(state_bits))),
+            "rd_addr": Out(range(max(2, depth))), "rd_en": Out(1), "rd_data": In(self._beat),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        P = self.banks
+        active = Signal()
+        ptr = Signal.like(self.count)
+        s1v = Signal()                           # rd_data holds an unconsumed beat
+        cur = Signal(self._beat)                 # the beat being serialized
+        rem = Signal(P)                          # its remaining events (mask)
+
+        sel = Signal(range(max(2, P)))
+        for b in reversed(range(P)):             # lowest set bit wins
+            with m.If(rem[b]):
+                m.d.comb += sel.eq(b)
+        m.d.comb += [
+            self.o_stream.valid.eq(rem != 0),
+            self.o_stream.payload.index.eq(cur.u * P + sel),
+            self.o_stream.payload.value.eq(cur.y[sel]),
+        ]
+        take = self.o_stream.valid & self.o_stream.ready
+        rem_next = Signal(P)
+        m.d.comb += rem_next.eq(rem)
+        with m.If(take):
+            m.d.comb += rem_next.eq(rem & (rem - 1))
+        load = (rem_next == 0) & s1v
+        issue = active & (ptr < self.count) & (~s1v | load)
+        m.d.comb += [self.rd_addr.eq(ptr), self.rd_en.eq(issue)]
+        m.d.sync += rem.eq(rem_next)
+        with m.If(load):
+            m.d.sync += [cur.eq(self.rd_data), rem.eq(self.rd_data.mask)]
+        with m.If(issue):
+            m.d.sync += [ptr.eq(ptr + 1), s1v.eq(1)]
+        with m.Elif(load):
+            m.d.sync += s1v.eq(0)
+        left = (ptr < self.count) | s1v | (rem != 0)
+        with m.If(active & ~left & ~self.hold):
+            m.d.sync += active.eq(0)
+        with m.If(self.start):
+            m.d.sync += [active.eq(1), ptr.eq(0), s1v.eq(0), rem.eq(0)]
+        m.d.comb += self.busy.eq(active)
+        return m
+
+
+class EventStore(wiring.Component):
+    """A layer's emitted events of the last step: beat memory with a writer and two readers.
+
+    Members
+    -------
+    clear : In(1); empties the store (at the start of the layer's pointwise pass).
+    i_beat : In(stream of `beat_layout`) with ``ready`` always 1; beats with an empty mask
+        are dropped.
+    rec_start / rec_busy / o_rec : the reader feeding the layer itself at the next step.
+    fwd_start / fwd_busy / o_fwd : the reader feeding the next layer (or the readout); it can
+        be started together with ``clear`` and follows the writer while ``fwd_hold`` is high,
+        so the next layer consumes events while the pointwise pass is still producing them.
+    """
+
+    def __init__(self, *, banks, state_bits, ubits, depth):
+        self.banks, self.state_bits, self.ubits, self.depth = banks, state_bits, ubits, depth
+        beat = beat_layout(banks, state_bits, ubits)
+        ev = stream.Signature(event_layout(state_bits))
+        super().__init__({
+            "clear": In(1), "i_beat": In(stream.Signature(beat, always_ready=True)),
+            "rec_start": In(1), "rec_busy": Out(1), "o_rec": Out(ev),
+            "fwd_start": In(1), "fwd_hold": In(1), "fwd_busy": Out(1), "o_fwd": Out(ev),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        beat = beat_layout(self.banks, self.state_bits, self.ubits)
+        m.submodules.mem = mem = memory.Memory(shape=beat, depth=max(2, self.depth), init=[])
+        wp = mem.write_port()
+        count = Signal(range(self.depth + 1))
+        m.d.comb += [wp.addr.eq(count), wp.data.eq(self.i_beat.payload)]
+        with m.If(self.i_beat.valid & (self.i_beat.payload.mask != 0)):
+            m.d.comb += wp.en.eq(1)
+            m.d.sync += count.eq(count + 1)
+        with m.If(self.clear):
+            m.d.sync += count.eq(0)
+        for name in ("rec", "fwd"):
+            ser = BeatSerializer(banks=self.banks, state_bits=self.state_bits,
+                                 ubits=self.ubits, depth=self.depth)
+            m.submodules[f"ser_{name}"] = ser
+            rp = mem.read_port()
+            m.d.comb += [rp.addr.eq(ser.rd_addr), rp.en.eq(ser.rd_en),
+                         ser.rd_data.eq(rp.data), ser.count.eq(count),
+                         ser.start.eq(getattr(self, f"{name}_start")),
+                         ser.hold.eq(self.fwd_hold if name == "fwd" else 0),
+                         getattr(self, f"{name}_busy").eq(ser.busy)]
+            wiring.connect(m, wiring.flipped(getattr(self, f"o_{name}")), ser.o_stream)
+        return m

@@ -1,0 +1,194 @@
+"""One EGRU layer: event streamer over its W and R banks, P MAC lanes, P pointwise lanes,
+and the store of its emitted events."""
+
+from amaranth.hdl import Module, Signal, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .banks import ColumnStreamer, wwrite_layout
+from .events import EventStore, event_layout
+from .mac import MacLane
+from .pointwise import PointwiseLane
+
+__all__ = ["Layer", "trace_layout"]
+
+
+def trace_layout(banks: int, state_bits: int) -> data.StructLayout:
+    """One pointwise beat: units ``u*P + b`` of ``layer``; ``mask`` bit b = unit b fired."""
+    return data.StructLayout({
+        "layer": 8, "u": 16, "mask": banks,
+        "y": data.ArrayLayout(signed(state_bits), banks),
+        "c": data.ArrayLayout(signed(state_bits), banks),
+    })
+
+
+def popcount(bits):
+    total = 0
+    for b in bits:
+        total = total + b
+    return total
+
+
+class Layer(wiring.Component):
+    """One layer of the event-driven datapath.
+
+    A step (``start`` pulse): input events (``i_stream``, matrix W, into ax) and the layer's
+    own events of the previous step (matrix R, into ah) stream through the banks; then the
+    pointwise pass over ``U = ceil(H/P)`` local units writes c, emits this step's events into
+    the event store and writes the biases back into the accumulators. ``done`` pulses at the
+    end. ``reset`` runs a U-cycle pass: c = 0, accumulators = biases, no pending events.
+
+    Parameters
+    ----------
+    lp : `hw.core.params.LayerParams`.
+    params : `hw.core.params.CoreParams`.
+    ids : name -> memory id (`hw.core.params.mem_ids`).
+    trace : drive ``o_trace`` (and let its back-pressure stall the pointwise pass).
+
+    Members
+    -------
+    start, reset : In(1) pulses (only while not ``busy``). done : Out(1) pulse. busy : Out(1).
+    pw_start : Out(1) pulse; the pointwise pass starts (``fwd_start`` may be pulsed with it:
+        the forward reader then streams events as the pass produces them).
+    i_stream, i_busy, i_final : In; input events; "more input events will come"; "the input
+        source has started" (until then the layer streams only its recurrent events, so it
+        can start at the beginning of the step, before the layer below has finished).
+    fwd_start, fwd_busy, o_fwd : this step's events for the next layer / the readout.
+    o_trace : Out(stream of `trace_layout`).
+    ev_inc, mac_inc : Out; events accepted / entries streamed this cycle (counters).
+    """
+
+    def __init__(self, lp, params, ids, *, trace=False):
+        self.lp, self.params, self.ids, self.trace = lp, params, ids, trace
+        P, sb = params.banks, params.fmt.state_bits
+        ev = stream.Signature(event_layout(sb))
+        super().__init__({
+            "start": In(1), "reset": In(1), "done": Out(1), "busy": Out(1),
+            "pw_start": Out(1),
+            "i_stream": In(ev), "i_busy": In(1), "i_final": In(1),
+            "fwd_start": In(1), "fwd_busy": Out(1), "o_fwd": Out(ev),
+            "o_trace": Out(stream.Signature(trace_layout(P, sb))),
+            "ev_inc": Out(1), "mac_inc": Out(range(P + 1)),
+            "wr": In(wwrite_layout()), "wr_en": In(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        lp, prm, ids = self.lp, self.params, self.ids
+        P, f, U = prm.banks, prm.fmt, lp.units
+        k = lp.index
+
+        m.submodules.streamer = st = ColumnStreamer(
+            banks=P, mats=[lp.w, lp.r], weight_bits=f.weight_bits, state_bits=f.state_bits,
+            ubits=lp.ubits, gated=True,
+            mem_ids=[(ids[f"l{k}.w.ptr"], ids[f"l{k}.w.ent"]),
+                     (ids[f"l{k}.r.ptr"], ids[f"l{k}.r.ent"])])
+        m.submodules.store = store = EventStore(banks=P, state_bits=f.state_bits,
+                                                ubits=lp.ubits, depth=U)
+        macs, pws = [], []
+        for b in range(P):
+            mac = MacLane(slots=6, depth=U, fmt=f, ubits=lp.ubits, bank=b,
+                          bias=lp.bx[b] + lp.bh[b],
+                          bias_ids=(ids[f"l{k}.bx"], ids[f"l{k}.bh"]))
+            pw = PointwiseLane(fmt=f, units=U, valid_units=-(-(lp.hidden - b) // P),
+                               ubits=lp.ubits, theta=lp.theta[b], sig=prm.sig, tanh=prm.tanh,
+                               theta_id=ids[f"l{k}.theta"], bank=b)
+            m.submodules[f"mac{b}"] = mac
+            m.submodules[f"pw{b}"] = pw
+            macs.append(mac)
+            pws.append(pw)
+            m.d.comb += [mac.i.eq(st.lanes[b]), pw.acc.eq(mac.rd_data),
+                         mac.wr.eq(self.wr), mac.wr_en.eq(self.wr_en),
+                         pw.wr.eq(self.wr), pw.wr_en.eq(self.wr_en)]
+        m.d.comb += [st.wr.eq(self.wr), st.wr_en.eq(self.wr_en)]
+
+        # forward reader
+        m.d.comb += [store.fwd_start.eq(self.fwd_start), self.fwd_busy.eq(store.fwd_busy)]
+        wiring.connect(m, wiring.flipped(self.o_fwd), store.o_fwd)
+
+        # event mux: input events (W -> ax) first, then recurrent ones (R -> ah)
+        accum = Signal()
+        rec = store.o_rec
+        with m.If(accum):
+            with m.If(self.i_stream.valid):
+                m.d.comb += [st.i_stream.valid.eq(1),
+                             st.i_stream.payload.col.eq(self.i_stream.payload.index),
+                             st.i_stream.payload.value.eq(self.i_stream.payload.value),
+                             st.i_stream.payload.mat.eq(0),
+                             self.i_stream.ready.eq(st.i_stream.ready)]
+            with m.Else():
+                m.d.comb += [st.i_stream.valid.eq(rec.valid),
+                             st.i_stream.payload.col.eq(rec.payload.index),
+                             st.i_stream.payload.value.eq(rec.payload.value),
+                             st.i_stream.payload.mat.eq(1),
+                             rec.ready.eq(st.i_stream.ready)]
+        m.d.comb += [self.ev_inc.eq(st.i_stream.valid & st.i_stream.ready),
+                     self.mac_inc.eq(popcount(st.lanes[b].valid for b in range(P)))]
+
+        acc_idle = ~self.i_busy & ~self.i_stream.valid & ~store.rec_busy & ~st.busy
+        for mac in macs:
+            acc_idle = acc_idle & ~mac.busy
+        pipe_busy = pws[0].pipe_busy
+
+        # pointwise control
+        u = Signal(range(U + 1))
+        out_ready = Signal()
+        m.d.comb += out_ready.eq(self.o_trace.ready if self.trace else 1)
+        adv = ~pws[0].out_valid | out_ready
+        issue = Signal()
+        ext = Signal()
+        clr = Signal()
+        wb_mask = 0b111000 if lp.persistent else 0b111111
+        for b in range(P):
+            m.d.comb += [pws[b].adv.eq(adv), pws[b].p0_valid.eq(issue), pws[b].p0_u.eq(u),
+                         pws[b].clr_en.eq(clr), pws[b].clr_addr.eq(u),
+                         macs[b].ext.eq(ext), macs[b].rd_addr.eq(u)]
+            with m.If(clr):
+                m.d.comb += [macs[b].rd_en.eq(1), macs[b].rd_mask.eq(0b111111)]
+            with m.Else():
+                m.d.comb += [macs[b].rd_en.eq(issue & adv), macs[b].rd_mask.eq(wb_mask)]
+
+        # beats -> event store and trace
+        beat = store.i_beat.payload
+        tr = self.o_trace.payload
+        m.d.comb += [beat.u.eq(pws[0].out_u), store.i_beat.valid.eq(pws[0].out_valid & adv),
+                     tr.layer.eq(k), tr.u.eq(pws[0].out_u)]
+        for b in range(P):
+            m.d.comb += [beat.mask[b].eq(pws[b].out_fire), beat.y[b].eq(pws[b].out_y),
+                         tr.mask[b].eq(pws[b].out_fire), tr.y[b].eq(pws[b].out_y),
+                         tr.c[b].eq(pws[b].out_c)]
+        if self.trace:
+            m.d.comb += self.o_trace.valid.eq(pws[0].out_valid)
+
+        with m.FSM():
+            with m.State("IDLE"):
+                with m.If(self.start):
+                    m.d.comb += store.rec_start.eq(1)
+                    m.next = "ACC_GO"
+                with m.Elif(self.reset):
+                    m.d.sync += u.eq(0)
+                    m.next = "CLR"
+            with m.State("ACC_GO"):
+                m.d.comb += [accum.eq(1), self.busy.eq(1)]
+                m.next = "ACC"
+            with m.State("ACC"):
+                m.d.comb += [accum.eq(1), self.busy.eq(1)]
+                with m.If(acc_idle & self.i_final):
+                    m.d.sync += u.eq(0)
+                    m.d.comb += [store.clear.eq(1), self.pw_start.eq(1)]
+                    m.next = "PW"
+            with m.State("PW"):
+                m.d.comb += [ext.eq(1), self.busy.eq(1), issue.eq(u < U), store.fwd_hold.eq(1)]
+                with m.If(issue & adv):
+                    m.d.sync += u.eq(u + 1)
+                with m.If((u == U) & ~pipe_busy):
+                    m.next = "DONE"
+            with m.State("CLR"):
+                m.d.comb += [ext.eq(1), clr.eq(1), self.busy.eq(1), store.clear.eq(1)]
+                m.d.sync += u.eq(u + 1)
+                with m.If(u == U - 1):
+                    m.next = "DONE"
+            with m.State("DONE"):
+                m.d.comb += [self.done.eq(1), self.busy.eq(1)]
+                m.next = "IDLE"
+        return m

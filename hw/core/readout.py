@@ -1,0 +1,160 @@
+"""Sparse readout: the last layer's events through the decoder banks into V logits, top-1."""
+
+from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .banks import ColumnStreamer, wwrite_layout
+from .events import event_layout
+from .mac import MacLane
+
+__all__ = ["Readout", "out_word_layout"]
+
+
+def out_word_layout(acc_bits: int) -> data.StructLayout:
+    """A result word: ``kind`` 0 = a logit, 1 = the top-1 index; ``last`` ends a step."""
+    return data.StructLayout({"data": signed(acc_bits), "kind": 1, "last": 1})
+
+
+class Readout(wiring.Component):
+    """Decoder (format A logits, bias ``dec.b``) and top-1 over the step's last-layer events.
+
+    After the events: a scan of ``ceil(V/P)`` rows reads all P lanes' logits per cycle
+    (writing the biases back for the next step) and keeps the running maximum (strict
+    ``>``, so the smallest index wins ties). With ``emit_logits`` every logit is also sent
+    (one word per cycle, in index order), then the top-1 word.
+
+    Members
+    -------
+    start, reset : In(1); done : Out(1) pulse after the top-1 word is sent; busy : Out(1).
+    i_stream, i_busy, i_final : In; the last layer's events (see `hw.core.layer.Layer`).
+    emit_logits : In(1). o_stream : Out(stream of `out_word_layout`).
+    ev_inc, mac_inc : Out; counter increments.
+    """
+
+    def __init__(self, ro, params, ids):
+        self.ro, self.params, self.ids = ro, params, ids
+        P, f = params.banks, params.fmt
+        super().__init__({
+            "start": In(1), "reset": In(1), "done": Out(1), "busy": Out(1),
+            "i_stream": In(stream.Signature(event_layout(f.state_bits))), "i_busy": In(1),
+            "i_final": In(1),
+            "emit_logits": In(1),
+            "o_stream": Out(stream.Signature(out_word_layout(f.acc_bits))),
+            "ev_inc": Out(1), "mac_inc": Out(range(P + 1)),
+            "wr": In(wwrite_layout()), "wr_en": In(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        ro, prm, ids = self.ro, self.params, self.ids
+        P, f, R, V = prm.banks, prm.fmt, ro.rows, ro.vocab
+        ab = f.acc_bits
+        m.submodules.streamer = st = ColumnStreamer(
+            banks=P, mats=[ro.w], weight_bits=f.weight_bits, state_bits=f.state_bits,
+            ubits=ro.ubits, gated=False, mem_ids=[(ids["dec.w.ptr"], ids["dec.w.ent"])])
+        macs = []
+        for b in range(P):
+            mac = MacLane(slots=1, depth=R, fmt=f, ubits=ro.ubits, bank=b, bias=[ro.b[b]],
+                          bias_ids=(ids["dec.b"],))
+            m.submodules[f"mac{b}"] = mac
+            macs.append(mac)
+            m.d.comb += [mac.i.eq(st.lanes[b]), mac.wr.eq(self.wr), mac.wr_en.eq(self.wr_en)]
+        m.d.comb += [st.wr.eq(self.wr), st.wr_en.eq(self.wr_en)]
+
+        accum = Signal()
+        with m.If(accum):
+            m.d.comb += [st.i_stream.valid.eq(self.i_stream.valid),
+                         st.i_stream.payload.col.eq(self.i_stream.payload.index),
+                         st.i_stream.payload.value.eq(self.i_stream.payload.value),
+                         self.i_stream.ready.eq(st.i_stream.ready)]
+        m.d.comb += self.ev_inc.eq(st.i_stream.valid & st.i_stream.ready)
+        total = 0
+        for b in range(P):
+            total = total + st.lanes[b].valid
+        m.d.comb += self.mac_inc.eq(total)
+        acc_idle = ~self.i_busy & ~self.i_stream.valid & ~st.busy
+        for mac in macs:
+            acc_idle = acc_idle & ~mac.busy
+
+        u = Signal(range(R + 1))
+        bsel = Signal(range(max(2, P)))
+        best_v = Signal(signed(ab))
+        best_k = Signal(16)
+        ext, rd = Signal(), Signal()
+        for mac in macs:
+            m.d.comb += [mac.ext.eq(ext), mac.rd_en.eq(rd), mac.rd_addr.eq(u),
+                         mac.rd_mask.eq(1)]
+
+        # running maximum over the row's candidate lanes, in index order (strict >)
+        emit = self.emit_logits
+        cand_v, cand_k = best_v, best_k
+        for b in range(P):
+            k = u * P + b
+            ok = (k < V) & (~emit | (bsel == b))
+            val = macs[b].rd_data[0]
+            take = ok & (val > cand_v)
+            cand_v = Mux(take, val, cand_v)
+            cand_k = Mux(take, k, cand_k)
+        row_v, row_k = Signal(signed(ab)), Signal(16)
+        m.d.comb += [row_v.eq(cand_v), row_k.eq(cand_k)]
+        logit = Signal(signed(ab))
+        for b in range(P):
+            with m.If(bsel == b):
+                m.d.comb += logit.eq(macs[b].rd_data[0])
+        last_in_row = (bsel == P - 1) | (u * P + bsel == V - 1)
+
+        with m.FSM():
+            with m.State("IDLE"):
+                with m.If(self.start):
+                    m.next = "ACC_GO"
+                with m.Elif(self.reset):
+                    m.d.sync += u.eq(0)
+                    m.next = "CLR"
+            with m.State("ACC_GO"):
+                m.d.comb += [accum.eq(1), self.busy.eq(1)]
+                m.d.sync += u.eq(0)
+                m.next = "ACC"
+            with m.State("ACC"):
+                m.d.comb += [accum.eq(1), self.busy.eq(1)]
+                with m.If(acc_idle & self.i_final):
+                    m.d.comb += [ext.eq(1), rd.eq(1)]          # read row 0
+                    m.d.sync += [bsel.eq(0), best_v.eq(-(1 << (ab - 1))),
+                                 best_k.eq(0)]
+                    m.next = "SCAN"
+            with m.State("SCAN"):
+                m.d.comb += [ext.eq(1), self.busy.eq(1)]
+                row_done = Signal()
+                with m.If(emit):
+                    m.d.comb += [self.o_stream.valid.eq(1), self.o_stream.payload.data.eq(logit),
+                                 self.o_stream.payload.kind.eq(0),
+                                 self.o_stream.payload.last.eq(0)]
+                    with m.If(self.o_stream.ready):
+                        m.d.sync += [best_v.eq(row_v), best_k.eq(row_k), bsel.eq(bsel + 1)]
+                        m.d.comb += row_done.eq(last_in_row)
+                with m.Else():
+                    m.d.sync += [best_v.eq(row_v), best_k.eq(row_k)]
+                    m.d.comb += row_done.eq(1)
+                with m.If(row_done):
+                    m.d.sync += bsel.eq(0)
+                    with m.If(u == R - 1):
+                        m.next = "TOP"
+                    with m.Else():
+                        m.d.comb += rd.eq(1)
+                        m.d.sync += u.eq(u + 1)
+                        m.d.comb += [mac.rd_addr.eq(u + 1) for mac in macs]
+            with m.State("TOP"):
+                m.d.comb += [self.busy.eq(1), self.o_stream.valid.eq(1),
+                             self.o_stream.payload.data.eq(best_k),
+                             self.o_stream.payload.kind.eq(1), self.o_stream.payload.last.eq(1)]
+                with m.If(self.o_stream.ready):
+                    m.next = "DONE"
+            with m.State("CLR"):
+                m.d.comb += [ext.eq(1), rd.eq(1), self.busy.eq(1)]
+                m.d.sync += u.eq(u + 1)
+                with m.If(u == R - 1):
+                    m.next = "DONE"
+            with m.State("DONE"):
+                m.d.comb += [self.done.eq(1), self.busy.eq(1)]
+                m.next = "IDLE"
+        return m

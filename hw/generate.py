@@ -1,0 +1,151 @@
+"""Generate the accelerator's Verilog and memory images from a bundle.
+
+    python -m hw.generate --bundle models/default --out build/gen [--trace]
+
+Writes ``top.v`` (memory contents are embedded as initial values), ``mem/*.hex`` (the
+hardware-encoded images of every run-time writable memory, one word per line, as loaded
+through ``w_stream``), ``memory_map.json`` and ``summary.json``, and prints a summary of
+the resources by count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import re
+import sys
+from pathlib import Path
+
+__all__ = ["generate", "main", "resource_summary"]
+
+DEFAULT_BUNDLE = "models/default"
+
+
+def resource_summary(params) -> dict:
+    """Memories (count, depth x width) and multipliers of the generated core."""
+    f, P = params.fmt, params.banks
+    mems: list[tuple[str, int, int, int]] = []      # (kind, count, depth, width)
+    mults = 0
+    for lp in params.layers:
+        k, U = lp.index, max(2, lp.units)
+        for mt in (lp.w, lp.r):
+            mems.append((f"{mt.name}.ptr", P, mt.ptr_depth, mt.ptr_bits))
+            mems.append((f"{mt.name}.ent", P, mt.ent_depth, mt.ent_bits))
+        mems += [(f"l{k}.acc", 6 * P, U, f.acc_bits), (f"l{k}.bias", 6 * P, U, f.acc_bits),
+                 (f"l{k}.c", P, U, f.state_bits), (f"l{k}.theta", P, U, f.state_bits),
+                 (f"l{k}.sigmoid", P, f.table_size, f.gate_bits),
+                 (f"l{k}.tanh", P, f.table_size, f.state_bits),
+                 (f"l{k}.events", 1, U, lp.ubits + P + P * f.state_bits)]
+        mults += 3 * P
+    if params.readout is not None:
+        ro = params.readout
+        mems += [("dec.w.ptr", P, ro.w.ptr_depth, ro.w.ptr_bits),
+                 ("dec.w.ent", P, ro.w.ent_depth, ro.w.ent_bits),
+                 ("dec.acc", P, max(2, ro.rows), f.acc_bits),
+                 ("dec.bias", P, max(2, ro.rows), f.acc_bits)]
+        mults += P
+    mems.append(("input_fifo", 1, params.fifo_depth - 1, 16 + f.state_bits))
+    total_bits = sum(c * d * w for _, c, d, w in mems)
+    return {"banks": P, "layers": [lp.hidden for lp in params.layers],
+            "memories": [{"name": n, "count": c, "depth": d, "width": w}
+                         for n, c, d, w in mems],
+            "memory_count": sum(c for _, c, _, _ in mems), "memory_bits": total_bits,
+            "multipliers": mults}
+
+
+_TIME0 = re.compile(r"^(\s*)reg (\\\$auto\$verilog_backend\.cc:\d+:dump_module\$\d+ ) = 0;$",
+                    re.MULTILINE)
+
+
+_CONST_ALWAYS = re.compile(r"^(\s*)always @\*\n(\s+)([^\n]*=[^\n]*;)$", re.MULTILINE)
+
+
+def _wrap_const(c, *, dump):
+    return (f"{c.group(1)}always @* begin\n{c.group(2)}if ({dump}) begin end\n"
+            f"{c.group(2)}{c.group(3)}\n{c.group(1)}end")
+
+
+def icarus_time0_fix(text: str) -> str:
+    """Make Yosys' time-0 evaluation of ``always @*`` blocks happen in Icarus Verilog.
+
+    Yosys triggers every combinational block once at time 0 through a register initialised
+    to 0; Icarus applies that initialiser without an event, and blocks without inputs (a
+    constant assignment) have no event at all, so such outputs stay X. Under ``ifdef
+    EGRU_TIME0`` (sim.runner defines it for Icarus) the register is toggled with ``#0`` once
+    all processes wait, and single-statement blocks are made sensitive to it. The logic is
+    unchanged; synthesis never sees the ``#0``.
+    """
+    out = []
+    for chunk in re.split(r"(?=^module )", text, flags=re.MULTILINE):
+        mo = _TIME0.search(chunk)
+        if mo:
+            chunk = _CONST_ALWAYS.sub(functools.partial(_wrap_const, dump=mo.group(2)), chunk)
+            chunk = _TIME0.sub(
+                lambda t: f"{t.group(0)}\n`ifdef EGRU_TIME0\n{t.group(1)}initial #0 "
+                          f"{t.group(2)} = 1'b1;\n`endif", chunk)
+        out.append(chunk)
+    return "".join(out)
+
+
+def generate(bundle, out_dir, *, trace: bool = False, name: str = "top") -> dict:
+    """Write the Verilog and the memory images of ``bundle`` to ``out_dir``; return the
+    summary dict."""
+    from amaranth.back import verilog
+
+    from hw.core import Accelerator, core_params, memory_map
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    params = core_params(bundle)
+    top = Accelerator(params, trace=trace)
+    (out / f"{name}.v").write_text(icarus_time0_fix(verilog.convert(top, name=name)))
+    mem_dir = out / "mem"
+    mem_dir.mkdir(exist_ok=True)
+    from hw.core.params import memory_words
+    images: dict[tuple[int, int], dict[int, int]] = {}
+    for mid, bank, addr, word in memory_words(params):
+        images.setdefault((mid, bank), {})[addr] = word
+    mmap = memory_map(params)
+    for mid, mname, bank, depth, width in mmap:
+        words = images.get((mid, bank), {})
+        digits = -(-width // 4)
+        mask = (1 << width) - 1
+        lines = [f"{words.get(a, 0) & mask:0{digits}x}\n" for a in range(depth)]
+        (mem_dir / f"{mname}.b{bank}.hex").write_text("".join(lines))
+    (out / "memory_map.json").write_text(json.dumps(
+        [{"mem": mid, "name": n, "bank": b, "depth": d, "width": w}
+         for mid, n, b, d, w in mmap], indent=1) + "\n")
+    summary = resource_summary(params)
+    summary.update(top=name, trace=trace, acc_bits=params.fmt.acc_bits,
+                   state_bits=params.fmt.state_bits)
+    (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    return summary
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m hw.generate", description=__doc__.split("\n")[0])
+    ap.add_argument("--bundle", default=DEFAULT_BUNDLE, help=f"bundle folder ({DEFAULT_BUNDLE})")
+    ap.add_argument("--out", required=True, help="output folder")
+    ap.add_argument("--trace", action="store_true", help="add the o_trace port")
+    ap.add_argument("--name", default="top", help="Verilog module name")
+    args = ap.parse_args(argv)
+    from hw.bundle import BundleError, load_bundle
+    try:
+        bundle = load_bundle(args.bundle)
+    except BundleError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    s = generate(bundle, args.out, trace=args.trace, name=args.name)
+    print(f"wrote {Path(args.out) / (args.name + '.v')}: P={s['banks']} banks, "
+          f"layers {s['layers']}")
+    print(f"{'memory':<16}{'count':>6}{'depth':>8}{'width':>7}")
+    for mm in s["memories"]:
+        print(f"{mm['name']:<16}{mm['count']:>6}{mm['depth']:>8}{mm['width']:>7}")
+    print(f"memories: {s['memory_count']} ({s['memory_bits']} bits); "
+          f"multipliers: {s['multipliers']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

