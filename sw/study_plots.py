@@ -165,6 +165,8 @@ def controls(rows: list[dict], sparsities: list[float]) -> dict:
     rnn, the target sparsity of the pruned stage they match: mean/std/n of test ppl and
     activity sparsity."""
     g = defaultdict(list)
+    pruned = {(r["corpus"], r["rnn"], r["weight_decay"], r["seed"], r["target_sparsity"]): r
+              for r in rows if not r["control"]}
     for r in rows:
         if r["control"] and r["control"] <= len(sparsities):
             g[(r["corpus"], r["rnn"], sparsities[r["control"] - 1])].append(r)
@@ -174,6 +176,10 @@ def controls(rows: list[dict], sparsities: list[float]) -> dict:
         for k in ("ppl", "activity_sparsity", "rnn_macs"):
             e[k], e[k + "_std"], e["n"] = _ms([r[k] for r in rs])
         e["stages"] = rs[0]["control"]
+        # paired by seed: pruned minus its own dense control (seed spread cancels)
+        diffs = [pruned[key]["ppl"] - r["ppl"] for r in rs
+                 if (key := (c, rnn, r["weight_decay"], r["seed"], sp)) in pruned]
+        e["paired_diff"], e["paired_diff_std"], e["paired_n"] = _ms(diffs)
         out[c][rnn][sp] = e
     return {c: {rnn: dict(v) for rnn, v in d.items()} for c, d in out.items()}
 
@@ -219,8 +225,9 @@ def table_md(agg: dict, meta: dict, ctl: dict | None = None) -> str:
                   "EGRU MACs/token | EGRU test ppl | EGRU activity sparsity | EGRU reduction |"),
                   "|---:|---:|---:|---:|---:|---:|---:|---:|"]
         if corpus in ctl:  # dense controls: same fine-tuning as the pruned stage, unpruned
-            lines[-2] += " LSTM ppl, dense control | EGRU ppl, dense control |"
-            lines[-1] += "---:|---:|"
+            lines[-2] += (" LSTM ppl, dense control | EGRU ppl, dense control |"
+                          " LSTM pruned - control (paired) | EGRU pruned - control (paired) |")
+            lines[-1] += "---:|---:|---:|---:|"
         for sp in sps:
             ls, eg = by_rnn.get("lstm", {}).get(sp), by_rnn.get("egru", {}).get(sp)
 
@@ -228,6 +235,12 @@ def table_md(agg: dict, meta: dict, ctl: dict | None = None) -> str:
                 if e is None:
                     return "–"
                 return f"{_f(e[k], nd)} ± {_f(e[k + '_std'], nd)}" if e["n"] > 1 else _f(e[k], nd)
+
+            def pdiff(e):
+                if not e or not e.get("paired_n"):
+                    return "–"
+                sd = f" ± {_f(e['paired_diff_std'])}" if e["paired_n"] > 1 else ""
+                return f"{e['paired_diff']:+.2f}{sd}"
 
             lines.append(
                 f"| {sp * 100:g}% | {_macs(ls['rnn_macs']) if ls else '–'} | {cell(ls, 'ppl')} | "
@@ -237,6 +250,8 @@ def table_md(agg: dict, meta: dict, ctl: dict | None = None) -> str:
                 f"{_f(eg['mac_reduction_vs_dense_lstm']) + 'x' if eg else '–'} |"
                 + (f" {cell(ctl[corpus].get('lstm', {}).get(sp), 'ppl')} |"
                    f" {cell(ctl[corpus].get('egru', {}).get(sp), 'ppl')} |"
+                   f" {pdiff(ctl[corpus].get('lstm', {}).get(sp))} |"
+                   f" {pdiff(ctl[corpus].get('egru', {}).get(sp))} |"
                    if corpus in ctl else ""))
         ns = sorted({e["n"] for d in by_rnn.values() for e in d.values()})
         note = (f"Mean ± standard deviation over seeds (n = {', '.join(map(str, ns))}). "
@@ -245,7 +260,8 @@ def table_md(agg: dict, meta: dict, ctl: dict | None = None) -> str:
                 "relative to the dense LSTM.")
         if corpus in ctl:
             note += (" Dense control: the dense model fine-tuned as many times as the pruned "
-                     "model of that row, without pruning (same total training).")
+                     "model of that row, without pruning (same total training); pruned - "
+                     "control: test perplexity difference per seed, then mean ± std.")
         lines += ["", note, ""]
     return "\n".join(lines)
 
