@@ -69,7 +69,7 @@ def run(bundle_path, tokens, sim, build_root, emit_logits=0):
     bundle = load_bundle(bundle_path)
     bdir = Path(build_root) / sim
     t0 = time.perf_counter()
-    runner = build(bundle, bdir, sim=sim)
+    runner = build(bundle, bdir, sim=sim, cxx_opt="-O2")
     t_build = time.perf_counter() - t0
     if bundle.model["kind"] == "lm":
         scen = {"text": TEXT, "ntok": tokens, "seed": 1, "emit_logits": emit_logits}

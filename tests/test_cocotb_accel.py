@@ -149,7 +149,7 @@ def test_accel_real_text(tmp_path):
         pytest.skip(f"{TEXT} not available")
     path, standin = _text_bundle(tmp_path)
     bundle = load_bundle(path)
-    runner = build(bundle, tmp_path / "build")
+    runner = build(bundle, tmp_path / "build", cxx_opt="-O1")
     ntok = _text_tokens()
     rep = run_scenario(runner, tmp_path / "build", path,
                        {"text": str(TEXT), "ntok": ntok, "seed": 3, "gap": 0.05, "bp": 0.0},

@@ -2,16 +2,20 @@
 
 One lane per bank handles one local unit per cycle (docs/fixed_point.md section 4). The
 pipeline advances only when ``adv`` is high (output back-pressure stalls every stage, and
-every memory read port holds its data). Stage by stage (``stages = 6``, from the address at
-P0 to the registered result at P6):
+every memory read port holds its data). Stage by stage (``stages = 9``, from the address at
+P0 to the registered result at P9; every adder chain is cut so that each stage holds at most
+one add-and-saturate or one table address):
 
     P0  address u: read accumulators (in the MAC lane), c[u], theta[u]
-    P1  narrow the sums, table indices -> SIG reads (r, z)
-    P2  r * hn (registered multiply)
-    P3  pn, table index -> TANH read
-    P4  z * (c - g) (registered multiply)
-    P5  c^, compare, soft reset; write c[u]
-    P6  result registered: fire, y, c
+    P1  narrow the sums (A -> P)
+    P2  table indices -> SIG reads (r, z)
+    P3  r * hn (registered multiply)
+    P4  pn = sat(nx + round(r*hn))
+    P5  table index -> TANH read
+    P6  z * (c - g) (registered multiply)
+    P7  g + round(z*(c-g))
+    P8  c^ = sat(.), compare with theta, soft reset; write c[u]
+    P9  result registered: fire, y, c
 """
 
 from amaranth.hdl import Module, Mux, Signal, signed, unsigned
@@ -42,11 +46,11 @@ class PointwiseLane(wiring.Component):
     p0_valid, p0_u : In; a unit enters (its accumulators are read by the MAC lane now).
     acc : In(array of 6 signed(ab)); the MAC lane's ``rd_data`` (valid at P1).
     clr_en, clr_addr : In; write c[clr_addr] = 0 (RESET pass; not while the pipeline runs).
-    out_valid, out_u, out_fire, out_y, out_c : Out; the P6 result.
+    out_valid, out_u, out_fire, out_y, out_c : Out; the P9 result.
     pipe_busy : Out(1); some stage holds a unit.
     """
 
-    stages = 6
+    stages = 9
 
     def __init__(self, *, fmt, units, valid_units, ubits, theta, sig, tanh, theta_id, bank):
         self.fmt, self.units, self.valid_units, self.ubits = fmt, units, valid_units, ubits
@@ -83,65 +87,82 @@ class PointwiseLane(wiring.Component):
                      th_wr.en.eq(self.wr_en & (self.wr.mem == self.theta_id) &
                                  (self.wr.bank == self.bank))]
 
-        v = [Signal(name=f"v{k}") for k in range(7)]
-        u = [Signal(unsigned(self.ubits), name=f"u{k}") for k in range(7)]
+        N = self.stages
+        v = [Signal(name=f"v{k}") for k in range(N + 1)]
+        u = [Signal(unsigned(self.ubits), name=f"u{k}") for k in range(N + 1)]
         m.d.comb += [v[0].eq(self.p0_valid), u[0].eq(self.p0_u)]
         with m.If(adv):
-            m.d.sync += [v[k + 1].eq(v[k]) for k in range(6)]
-            m.d.sync += [u[k + 1].eq(u[k]) for k in range(6)]
+            m.d.sync += [v[k + 1].eq(v[k]) for k in range(N)]
+            m.d.sync += [u[k + 1].eq(u[k]) for k in range(N)]
 
-        # P0
+        def reg(shape, name, value):
+            """A pipeline register loaded (under ``adv``) with ``value``."""
+            r = Signal(shape, name=name)
+            with m.If(adv):
+                m.d.sync += r.eq(value)
+            return r
+
+        # P0: read c and theta (the accumulators are read by the MAC lane)
         m.d.comb += [c_rd.addr.eq(u[0]), c_rd.en.eq(adv),
                      th_rd.addr.eq(u[0]), th_rd.en.eq(adv)]
-        # P1
+        # P1: narrow the sums
         a = self.acc
-        pr = narrow(a[0] + a[3], f)
-        pz = narrow(a[1] + a[4], f)
-        m.d.comb += [sig_r.addr.eq(table_index(pr, f)), sig_z.addr.eq(table_index(pz, f)),
+        s2_pr = reg(signed(pb), "s2_pr", narrow(a[0] + a[3], f))
+        s2_pz = reg(signed(pb), "s2_pz", narrow(a[1] + a[4], f))
+        s2_hn = reg(signed(pb), "s2_hn", narrow(a[5], f))
+        s2_nx = reg(signed(pb), "s2_nx", narrow(a[2], f))
+        s2_c = reg(signed(sb), "s2_c", c_rd.data)
+        s2_th = reg(signed(sb), "s2_th", th_rd.data)
+        # P2: table indices -> SIG reads
+        m.d.comb += [sig_r.addr.eq(table_index(s2_pr, f)), sig_z.addr.eq(table_index(s2_pz, f)),
                      sig_r.en.eq(adv), sig_z.en.eq(adv)]
-        s2_hn, s2_nx = Signal(signed(pb)), Signal(signed(pb))
-        s2_c, s2_th = Signal(signed(sb)), Signal(signed(sb))
-        with m.If(adv):
-            m.d.sync += [s2_hn.eq(narrow(a[5], f)), s2_nx.eq(narrow(a[2], f)),
-                         s2_c.eq(c_rd.data), s2_th.eq(th_rd.data)]
-        # P2
-        r, z = sig_r.data, sig_z.data          # unsigned: 0 .. 2**gf
-        s3_rh = Signal(signed(gb + pb + 1))
-        s3_z, s3_nx = Signal(unsigned(gb)), Signal(signed(pb))
-        s3_c, s3_th = Signal(signed(sb)), Signal(signed(sb))
-        with m.If(adv):
-            m.d.sync += [s3_rh.eq(r * s2_hn),
-                         s3_z.eq(z), s3_nx.eq(s2_nx), s3_c.eq(s2_c), s3_th.eq(s2_th)]
-        # P3
-        pn = sat(s3_nx + rshift_round(s3_rh, gf), pb)
-        m.d.comb += [tanh_rd.addr.eq(table_index(pn, f)), tanh_rd.en.eq(adv)]
-        s4_z = Signal(unsigned(gb))
-        s4_c, s4_th = Signal(signed(sb)), Signal(signed(sb))
-        with m.If(adv):
-            m.d.sync += [s4_z.eq(s3_z), s4_c.eq(s3_c), s4_th.eq(s3_th)]
-        # P4
+        s3_hn = reg(signed(pb), "s3_hn", s2_hn)
+        s3_nx = reg(signed(pb), "s3_nx", s2_nx)
+        s3_c = reg(signed(sb), "s3_c", s2_c)
+        s3_th = reg(signed(sb), "s3_th", s2_th)
+        # P3: r * hn (registered multiply); r, z unsigned 0 .. 2**gf
+        r, z = sig_r.data, sig_z.data
+        s4_rh = reg(signed(gb + pb + 1), "s4_rh", r * s3_hn)
+        s4_z = reg(unsigned(gb), "s4_z", z)
+        s4_nx = reg(signed(pb), "s4_nx", s3_nx)
+        s4_c = reg(signed(sb), "s4_c", s3_c)
+        s4_th = reg(signed(sb), "s4_th", s3_th)
+        # P4: pn
+        s5_pn = reg(signed(pb), "s5_pn", sat(s4_nx + rshift_round(s4_rh, gf), pb))
+        s5_z = reg(unsigned(gb), "s5_z", s4_z)
+        s5_c = reg(signed(sb), "s5_c", s4_c)
+        s5_th = reg(signed(sb), "s5_th", s4_th)
+        # P5: table index -> TANH read
+        m.d.comb += [tanh_rd.addr.eq(table_index(s5_pn, f)), tanh_rd.en.eq(adv)]
+        s6_z = reg(unsigned(gb), "s6_z", s5_z)
+        s6_c = reg(signed(sb), "s6_c", s5_c)
+        s6_th = reg(signed(sb), "s6_th", s5_th)
+        # P6: z * (c - g) (registered multiply)
         g = tanh_rd.data
-        s5_zd = Signal(signed(gb + sb + 2))
-        s5_g, s5_th = Signal(signed(sb)), Signal(signed(sb))
-        with m.If(adv):
-            m.d.sync += [s5_zd.eq(s4_z * (s4_c - g)), s5_g.eq(g), s5_th.eq(s4_th)]
-        # P5
+        s7_zd = reg(signed(gb + sb + 2), "s7_zd", s6_z * (s6_c - g))
+        s7_g = reg(signed(sb), "s7_g", g)
+        s7_th = reg(signed(sb), "s7_th", s6_th)
+        # P7: g + z*(c-g), before saturation
+        s8_t = reg(signed(gb + sb + 3), "s8_t", s7_g + rshift_round(s7_zd, gf))
+        s8_th = reg(signed(sb), "s8_th", s7_th)
+        # P8: c^, compare, soft reset; write c
         ch = Signal(signed(sb))
-        m.d.comb += ch.eq(sat(s5_g + rshift_round(s5_zd, gf), sb))
-        fire = (ch > s5_th) & (u[5] < self.valid_units)
+        m.d.comb += ch.eq(sat(s8_t, sb))
+        fire = (ch > s8_th) & (u[8] < self.valid_units)
         cn = Signal(signed(sb))
-        m.d.comb += cn.eq(Mux(fire, ch - s5_th, ch))
+        m.d.comb += cn.eq(Mux(fire, ch - s8_th, ch))
         with m.If(self.clr_en):
             m.d.comb += [c_wr.addr.eq(self.clr_addr), c_wr.data.eq(0), c_wr.en.eq(1)]
         with m.Else():
-            m.d.comb += [c_wr.addr.eq(u[5]), c_wr.data.eq(cn), c_wr.en.eq(v[5] & adv)]
-        o_fire, o_y, o_c = Signal(), Signal(signed(sb)), Signal(signed(sb))
-        with m.If(adv):
-            m.d.sync += [o_fire.eq(fire), o_y.eq(Mux(fire, ch, 0)), o_c.eq(cn)]
-        m.d.comb += [self.out_valid.eq(v[6]), self.out_u.eq(u[6]), self.out_fire.eq(o_fire),
+            m.d.comb += [c_wr.addr.eq(u[8]), c_wr.data.eq(cn), c_wr.en.eq(v[8] & adv)]
+        o_fire = reg(1, "o_fire", fire)
+        o_y = reg(signed(sb), "o_y", Mux(fire, ch, 0))
+        o_c = reg(signed(sb), "o_c", cn)
+        # P9: the result
+        m.d.comb += [self.out_valid.eq(v[N]), self.out_u.eq(u[N]), self.out_fire.eq(o_fire),
                      self.out_y.eq(o_y), self.out_c.eq(o_c)]
         busy = v[1]
-        for k in range(2, 7):
+        for k in range(2, N + 1):
             busy = busy | v[k]
         m.d.comb += self.pipe_busy.eq(busy)
         return m
