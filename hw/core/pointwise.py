@@ -2,20 +2,24 @@
 
 One lane per bank handles one local unit per cycle (docs/fixed_point.md section 4). The
 pipeline advances only when ``adv`` is high (output back-pressure stalls every stage, and
-every memory read port holds its data). Stage by stage (``stages = 9``, from the address at
-P0 to the registered result at P9; every adder chain is cut so that each stage holds at most
-one add-and-saturate or one table address):
+every memory read port holds its data). Stage by stage (``stages = 12``, from the address at
+P0 to the registered result at P12; every adder chain is cut so that each stage holds at
+most one add-and-saturate, one table address or one multiply, and block-RAM outputs are
+registered before use):
 
-    P0  address u: read accumulators (in the MAC lane), c[u], theta[u]
-    P1  narrow the sums (A -> P)
-    P2  table indices -> SIG reads (r, z)
-    P3  r * hn (registered multiply)
-    P4  pn = sat(nx + round(r*hn))
-    P5  table index -> TANH read
-    P6  z * (c - g) (registered multiply)
-    P7  g + round(z*(c-g))
-    P8  c^ = sat(.), compare with theta, soft reset; write c[u]
-    P9  result registered: fire, y, c
+    P0   address u: read accumulators (in the MAC lane), c[u], theta[u]
+    P1   narrow the sums (A -> P)
+    P2   table indices -> SIG reads (r, z)
+    P3   register r, z
+    P4   r * hn (registered multiply)
+    P5   pn = sat(nx + round(r*hn))
+    P6   table index -> TANH read
+    P7   register g and c - g
+    P8   z * (c - g) (registered multiply)
+    P9   g + round(z*(c-g))
+    P10  c^ = sat(.)
+    P11  compare with theta, soft reset; write c[u]
+    P12  result registered: fire, y, c
 """
 
 from amaranth.hdl import Module, Mux, Signal, signed, unsigned
@@ -46,11 +50,11 @@ class PointwiseLane(wiring.Component):
     p0_valid, p0_u : In; a unit enters (its accumulators are read by the MAC lane now).
     acc : In(array of 6 signed(ab)); the MAC lane's ``rd_data`` (valid at P1).
     clr_en, clr_addr : In; write c[clr_addr] = 0 (RESET pass; not while the pipeline runs).
-    out_valid, out_u, out_fire, out_y, out_c : Out; the P9 result.
+    out_valid, out_u, out_fire, out_y, out_c : Out; the P12 result.
     pipe_busy : Out(1); some stage holds a unit.
     """
 
-    stages = 9
+    stages = 12
 
     def __init__(self, *, fmt, units, valid_units, ubits, theta, sig, tanh, theta_id, bank):
         self.fmt, self.units, self.valid_units, self.ubits = fmt, units, valid_units, ubits
@@ -120,45 +124,58 @@ class PointwiseLane(wiring.Component):
         s3_nx = reg(signed(pb), "s3_nx", s2_nx)
         s3_c = reg(signed(sb), "s3_c", s2_c)
         s3_th = reg(signed(sb), "s3_th", s2_th)
-        # P3: r * hn (registered multiply); r, z unsigned 0 .. 2**gf
-        r, z = sig_r.data, sig_z.data
-        s4_rh = reg(signed(gb + pb + 1), "s4_rh", r * s3_hn)
-        s4_z = reg(unsigned(gb), "s4_z", z)
+        # P3: register the table outputs (block-RAM clock-to-out is slow)
+        s4_r = reg(unsigned(gb), "s4_r", sig_r.data)       # unsigned: 0 .. 2**gf
+        s4_z = reg(unsigned(gb), "s4_z", sig_z.data)
+        s4_hn = reg(signed(pb), "s4_hn", s3_hn)
         s4_nx = reg(signed(pb), "s4_nx", s3_nx)
         s4_c = reg(signed(sb), "s4_c", s3_c)
         s4_th = reg(signed(sb), "s4_th", s3_th)
-        # P4: pn
-        s5_pn = reg(signed(pb), "s5_pn", sat(s4_nx + rshift_round(s4_rh, gf), pb))
+        # P4: r * hn (registered multiply)
+        s5_rh = reg(signed(gb + pb + 1), "s5_rh", s4_r * s4_hn)
         s5_z = reg(unsigned(gb), "s5_z", s4_z)
+        s5_nx = reg(signed(pb), "s5_nx", s4_nx)
         s5_c = reg(signed(sb), "s5_c", s4_c)
         s5_th = reg(signed(sb), "s5_th", s4_th)
-        # P5: table index -> TANH read
-        m.d.comb += [tanh_rd.addr.eq(table_index(s5_pn, f)), tanh_rd.en.eq(adv)]
+        # P5: pn
+        s6_pn = reg(signed(pb), "s6_pn", sat(s5_nx + rshift_round(s5_rh, gf), pb))
         s6_z = reg(unsigned(gb), "s6_z", s5_z)
         s6_c = reg(signed(sb), "s6_c", s5_c)
         s6_th = reg(signed(sb), "s6_th", s5_th)
-        # P6: z * (c - g) (registered multiply)
-        g = tanh_rd.data
-        s7_zd = reg(signed(gb + sb + 2), "s7_zd", s6_z * (s6_c - g))
-        s7_g = reg(signed(sb), "s7_g", g)
+        # P6: table index -> TANH read
+        m.d.comb += [tanh_rd.addr.eq(table_index(s6_pn, f)), tanh_rd.en.eq(adv)]
+        s7_z = reg(unsigned(gb), "s7_z", s6_z)
+        s7_c = reg(signed(sb), "s7_c", s6_c)
         s7_th = reg(signed(sb), "s7_th", s6_th)
-        # P7: g + z*(c-g), before saturation
-        s8_t = reg(signed(gb + sb + 3), "s8_t", s7_g + rshift_round(s7_zd, gf))
+        # P7: register g and c - g
+        g = tanh_rd.data
+        s8_d = reg(signed(sb + 1), "s8_d", s7_c - g)
+        s8_g = reg(signed(sb), "s8_g", g)
+        s8_z = reg(unsigned(gb), "s8_z", s7_z)
         s8_th = reg(signed(sb), "s8_th", s7_th)
-        # P8: c^, compare, soft reset; write c
-        ch = Signal(signed(sb))
-        m.d.comb += ch.eq(sat(s8_t, sb))
-        fire = (ch > s8_th) & (u[8] < self.valid_units)
+        # P8: z * (c - g) (registered multiply)
+        s9_zd = reg(signed(gb + sb + 2), "s9_zd", s8_z * s8_d)
+        s9_g = reg(signed(sb), "s9_g", s8_g)
+        s9_th = reg(signed(sb), "s9_th", s8_th)
+        # P9: g + z*(c-g), before saturation
+        s10_t = reg(signed(gb + sb + 3), "s10_t", s9_g + rshift_round(s9_zd, gf))
+        s10_th = reg(signed(sb), "s10_th", s9_th)
+        # P10: c^ = sat(.)
+        s11_ch = reg(signed(sb), "s11_ch", sat(s10_t, sb))
+        s11_th = reg(signed(sb), "s11_th", s10_th)
+        # P11: compare, soft reset; write c
+        ch = s11_ch
+        fire = (ch > s11_th) & (u[11] < self.valid_units)
         cn = Signal(signed(sb))
-        m.d.comb += cn.eq(Mux(fire, ch - s8_th, ch))
+        m.d.comb += cn.eq(Mux(fire, ch - s11_th, ch))
         with m.If(self.clr_en):
             m.d.comb += [c_wr.addr.eq(self.clr_addr), c_wr.data.eq(0), c_wr.en.eq(1)]
         with m.Else():
-            m.d.comb += [c_wr.addr.eq(u[8]), c_wr.data.eq(cn), c_wr.en.eq(v[8] & adv)]
+            m.d.comb += [c_wr.addr.eq(u[11]), c_wr.data.eq(cn), c_wr.en.eq(v[11] & adv)]
         o_fire = reg(1, "o_fire", fire)
         o_y = reg(signed(sb), "o_y", Mux(fire, ch, 0))
         o_c = reg(signed(sb), "o_c", cn)
-        # P9: the result
+        # P12: the result
         m.d.comb += [self.out_valid.eq(v[N]), self.out_u.eq(u[N]), self.out_fire.eq(o_fire),
                      self.out_y.eq(o_y), self.out_c.eq(o_c)]
         busy = v[1]

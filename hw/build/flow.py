@@ -1,0 +1,214 @@
+"""The build: load bundle, fit check, generate, synthesize, place and route, pack, report."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .. import protocol
+from . import toolchain
+from .boards import Board, get_board
+from .fit import check_fit
+from .report import make_report, parse_nextpnr_report, write_report
+
+__all__ = ["BuildError", "BuildOptions", "build", "design_for"]
+
+REPO = Path(__file__).resolve().parents[2]
+CONSTRAINTS = REPO / "constraints"
+#: Inter-byte timeout of the frame receiver on a board (USB-serial adapters pause between
+#: USB packets for up to a few ms).
+BOARD_TIMEOUT_S = 0.020
+
+
+class BuildError(RuntimeError):
+    """A stage failed; the message names it and points at its log."""
+
+
+@dataclasses.dataclass
+class BuildOptions:
+    board: str = "ulx3s"
+    device: str | None = None
+    bundle: str = "models/default"
+    clock_mhz: float | None = None
+    out: str | None = None
+    baud: int | None = None
+    program: bool = False
+    stub_core: bool = False           # stand-in core (tests of the board glue only)
+    seed: int = 1
+    strict_timing: bool = False       # fail when Fmax < target (default: report it)
+    bench: str | None = None
+    activity: float | None = None     # fraction of units firing per step (report estimate)
+    prefer_system_tools: bool = False
+    max_payload: int = protocol.MAX_PAYLOAD
+
+
+def _log(msg):
+    print(msg, flush=True)
+
+
+def design_for(bundle, board: Board, device_name, *, clock_mhz, baud, stub_core, max_payload):
+    """(BoardTop, clock info) for ``bundle``: PLL settings, UART divisor, the design."""
+    from ..top.pll import ecp5_pll_settings
+    from ..top.top import BoardTop, UartTop, make_core
+    from ..top.uart import divisor_for
+
+    sig = protocol.ModelSignature.from_bundle(bundle, max_payload=max_payload)
+    if board.has_pll:
+        target = (clock_mhz or board.default_clock_mhz) * 1e6
+        pll = ecp5_pll_settings(board.clk_in_hz, target)
+        clk_hz = pll.f_out
+        source = (f"EHXPLLL {board.clk_in_hz / 1e6:g} MHz / {pll.clki_div} x "
+                  f"{pll.clkfb_div} (VCO {pll.f_vco / 1e6:.0f} MHz, CLKOP / "
+                  f"{pll.clkop_div})")
+    else:
+        if clock_mhz is not None and abs(clock_mhz * 1e6 - board.clk_in_hz) > 1:
+            raise ValueError(f"board {board.name} runs from its {board.clk_in_hz / 1e6:g} MHz "
+                             f"oscillator (no PLL support here); --clock {clock_mhz} refused")
+        pll, clk_hz = None, board.clk_in_hz
+        source = "board oscillator"
+    divisor = divisor_for(clk_hz, baud)
+    timeout = int(clk_hz * BOARD_TIMEOUT_S)
+
+    def factory(_clk_hz):
+        return UartTop(make_core(bundle, stub=stub_core), sig, divisor=divisor,
+                       timeout_cycles=timeout, max_payload=max_payload)
+
+    top = BoardTop(factory, pll=pll)
+    clock = {"mhz": clk_hz / 1e6, "requested_mhz": (clock_mhz or board.default_clock_mhz),
+             "source": source, "uart_divisor": divisor, "baud": baud,
+             "baud_actual": clk_hz / divisor}
+    return top, clock
+
+
+def _extra_constraints(board: Board) -> str:
+    family = board.devices[board.default_device][0].family
+    path = CONSTRAINTS / ("ecp5_extra.lpf" if family == "ecp5" else "ice40_extra.pcf")
+    return path.read_text() if path.exists() else ""
+
+
+def _commands(script: str) -> list[list[str]]:
+    """The tool invocations of Amaranth's build script (quoted "$VAR" first words)."""
+    cmds = []
+    for line in script.splitlines():
+        line = line.strip()
+        if line.startswith('"$'):
+            cmds.append(shlex.split(line))
+    return cmds
+
+
+def _run_stage(name, argv, cwd, env, log_name):
+    log_path = Path(cwd) / log_name
+    with open(log_path, "w") as log:
+        proc = subprocess.run(argv, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
+                              check=False)
+    if proc.returncode:
+        tail = "\n".join(log_path.read_text().splitlines()[-25:])
+        raise BuildError(f"{name} failed (exit {proc.returncode}); log {log_path}:\n{tail}")
+
+
+def build(opts: BuildOptions, log=_log) -> dict:
+    """Build a bitstream; returns the report dict. Raises FitError, BuildError, ValueError."""
+    from ..bundle import load_bundle
+
+    t_all = time.monotonic()
+    board = get_board(opts.board)
+    device_name = opts.device or board.default_device
+    device = board.device(device_name)
+    out = Path(opts.out or f"build/{board.name}-{device_name}").resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    baud = opts.baud or board.default_baud
+    stages = {}
+
+    bundle_path = Path(opts.bundle)
+    if not bundle_path.exists() and not bundle_path.is_absolute() and \
+            (REPO / bundle_path).exists():
+        bundle_path = REPO / bundle_path          # models/default from any working folder
+    if not (bundle_path / "manifest.json").exists():
+        raise ValueError(f"no bundle at {bundle_path} (manifest.json missing); pass "
+                         f"--bundle DIR (python -m sw.export writes one)")
+    t = time.monotonic()
+    bundle = load_bundle(bundle_path)
+    log(f"[fit] {device.part}: checking {bundle_path} (layers "
+        f"{[int(x['hidden_size']) for x in bundle.model['layers']]}, vocab "
+        f"{bundle.vocab_size}, P={bundle.banks})")
+    fit = check_fit(bundle, board.name, device_name, max_payload=opts.max_payload)
+    log(f"[fit] {fit.summary()}")
+    stages["fit check"] = time.monotonic() - t
+
+    env = dict(os.environ)
+    env.update(toolchain.tool_env(board.tools(), prefer_system=opts.prefer_system_tools))
+    tools = {tool: env[toolchain.TOOLS[tool][0]] for tool in board.tools()}
+
+    t = time.monotonic()
+    log(f"[generate] elaborating the design for {device.part} ...")
+    top, clock = design_for(bundle, board, device_name, clock_mhz=opts.clock_mhz, baud=baud,
+                            stub_core=opts.stub_core, max_payload=opts.max_payload)
+    platform = board.platform(device_name)
+    family = device.family
+    pnr_opts = f"--report report.json --seed {opts.seed}"
+    if not opts.strict_timing:
+        pnr_opts += " --timing-allow-fail"
+    overrides = {"nextpnr_opts": pnr_opts}
+    extra = _extra_constraints(board)
+    if family == "ecp5":
+        overrides["add_preferences"] = extra
+    plan = platform.prepare(top, name="top", **overrides)
+    plan.extract(out)
+    stages["generate"] = time.monotonic() - t
+    log(f"[generate] done in {stages['generate']:.1f} s: {out}; clock {clock['mhz']:.3f} MHz "
+        f"({clock['source']}), UART {baud} baud (divisor {clock['uart_divisor']})")
+
+    cmds = _commands(plan.files["build_top.sh"])
+    names = ["synthesize", "place and route", "pack"]
+    if len(cmds) != 3:
+        raise BuildError(f"unexpected build script:\n{plan.files['build_top.sh']}")
+    for name, argv in zip(names, cmds):
+        var = argv[0][2:-1] if argv[0].startswith("${") else argv[0][1:]
+        argv[0] = env.get(var, argv[0])
+        log(f"[{name}] {Path(argv[0]).name} ...")
+        t = time.monotonic()
+        _run_stage(name, argv, out, env, f"{name.replace(' ', '_')}.log")
+        stages[name] = time.monotonic() - t
+        log(f"[{name}] done in {stages[name]:.1f} s")
+
+    bit = out / ("top.bit" if family == "ecp5" else "top.bin")
+    pnr = parse_nextpnr_report(out / "report.json") if (out / "report.json").exists() else None
+    stages["total"] = time.monotonic() - t_all
+    report = make_report(bundle=bundle, board=board, device=device, fit=fit, pnr=pnr,
+                         clock=clock, stages=stages, bench=opts.bench, baud=baud, out_dir=out,
+                         tools=tools, bitstream=bit if bit.exists() else None,
+                         activity=opts.activity)
+    jpath, mpath = write_report(report, out)
+    for clk, v in report["fmax"].items():
+        log(f"[report] {clk}: Fmax {v['achieved_mhz']:.2f} MHz (target "
+            f"{v['constraint_mhz']:.2f} MHz)")
+    for row in report["resources"]:
+        log(f"[report] {row['resource']}: {row['used']}/{row['available']} "
+            f"({row['percent']}%)")
+    log(f"[report] {mpath} and {jpath.name}; bitstream {bit}")
+    if report["timing_met"] is False:
+        log(f"[report] WARNING: timing not met at {clock['mhz']:.3f} MHz: use --clock "
+            f"{math_floor(min(v['achieved_mhz'] for v in report['fmax'].values()))} or "
+            f"lower (or --strict-timing to fail the build)")
+
+    if opts.program:
+        prog = toolchain.programmer()
+        if prog is None:
+            raise BuildError("--program needs openFPGALoader on PATH (or OPENFPGALOADER)")
+        log(f"[program] {prog} -b {board.programmer_board} {bit}")
+        subprocess.run([prog, "-b", board.programmer_board, str(bit)], check=True)
+    return report
+
+
+def math_floor(x: float) -> int:
+    import math
+    return math.floor(x)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit("use python -m hw.build")
