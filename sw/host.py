@@ -21,10 +21,10 @@ from pathlib import Path
 
 from hw import protocol
 from hw.protocol import Cmd, FrameParser, ProtocolError, Status
+from sw.tokens import detokenize, log_softmax, tokenize
 
-__all__ = ["Board", "HostError", "main", "tokenize"]
+__all__ = ["Board", "HostError", "main"]
 
-UNK, EOS = "<unk>", "<eos>"
 
 
 class HostError(RuntimeError):
@@ -178,29 +178,6 @@ def load_vocab(bundle_dir) -> tuple[list[str], str]:
     return list(vocab), level
 
 
-def tokenize(text: str, vocab: list[str], level: str) -> list[int]:
-    index = {tok: i for i, tok in enumerate(vocab)}
-    unk = index.get(UNK, 0)
-    if level == "word":
-        toks = [t for line in text.splitlines() for t in (*line.split(), EOS)]
-    else:
-        toks = list(text)
-    return [index.get(t, unk) for t in toks]
-
-
-def detokenize(ids, vocab, level) -> str:
-    if level == "word":
-        return " ".join("\n" if vocab[i] == EOS else vocab[i] for i in ids)
-    return "".join(vocab[i] for i in ids)
-
-
-def _log_softmax(logits, scale):
-    xs = [v / scale for v in logits]
-    m = max(xs)
-    lse = m + math.log(sum(math.exp(x - m) for x in xs))
-    return [x - lse for x in xs]
-
-
 # -- command line -----------------------------------------------------------------------------
 
 def _acc_scale(bundle_dir) -> float:
@@ -277,7 +254,7 @@ def main(argv=None) -> int:
             top1, lg = res[-1]
             for _ in range(args.tokens):
                 if sample:
-                    lp = _log_softmax(lg, scale * args.temperature)
+                    lp = log_softmax(lg, scale * args.temperature)
                     nxt = rng.choices(range(len(lp)), weights=[math.exp(x) for x in lp])[0]
                 else:
                     nxt = top1
@@ -296,7 +273,7 @@ def main(argv=None) -> int:
             scale = _acc_scale(args.bundle)
             t0 = time.monotonic()
             res = board.step(ids[:-1], logits=True)
-            nll = -sum(_log_softmax(lg, scale)[nxt] for (_, lg), nxt in zip(res, ids[1:]))
+            nll = -sum(log_softmax(lg, scale)[nxt] for (_, lg), nxt in zip(res, ids[1:]))
             n = len(ids) - 1
             print(json.dumps({"tokens": n, "perplexity": math.exp(nll / n),
                               "tokens_per_s": n / (time.monotonic() - t0)}))

@@ -206,7 +206,7 @@ def test_host_board_with_retries_and_chunking():
 
 
 def test_host_tokenize_round_trip():
-    from sw.host import detokenize, tokenize
+    from sw.tokens import detokenize, tokenize
     vocab = ["<unk>", "<eos>", "the", "cat"]
     ids = tokenize("the cat\nthe dog\n", vocab, "word")
     assert ids == [2, 3, 1, 2, 0, 1]
