@@ -10,8 +10,8 @@ idle gaps on the inputs and back-pressure on both outputs. ``WAVES=1`` dumps wav
 
 The real-text case reads the bundle from ``EGRU_ACCEL_BUNDLE`` (default ``models/default``);
 when that folder is absent it uses a random char-level stand-in (and says so). It runs 500
-tokens with Verilator but only 12 with Icarus, which simulates the default model at about 7 s
-a token (``EGRU_ACCEL_TEXT_TOKENS`` overrides).
+tokens with Verilator but only 12 with Icarus, which simulates the default model at several
+seconds a token (``EGRU_ACCEL_TEXT_TOKENS`` overrides).
 """
 
 from __future__ import annotations
@@ -133,8 +133,8 @@ def _text_bundle(tmp_path):
 
 
 def _text_tokens() -> int:
-    """500 tokens with Verilator; Icarus runs the default model at ~100 cycles/s (about 7 s a
-    token), so it defaults to 12. EGRU_ACCEL_TEXT_TOKENS overrides both."""
+    """500 tokens with Verilator; Icarus runs the default model at 100-300 cycles/s (several
+    seconds a token), so it defaults to 12. EGRU_ACCEL_TEXT_TOKENS overrides both."""
     if "EGRU_ACCEL_TEXT_TOKENS" in os.environ:
         return int(os.environ["EGRU_ACCEL_TEXT_TOKENS"])
     return 500 if _sim() == "verilator" else 12

@@ -1,9 +1,10 @@
 """Sparse readout: the last layer's events through the decoder banks into V logits, top-1."""
 
-from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.hdl import Module, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .argmax import ArgMax
 from .banks import ColumnStreamer, wwrite_layout
 from .events import event_layout
 from .mac import MacLane
@@ -20,8 +21,8 @@ class Readout(wiring.Component):
     """Decoder (format A logits, bias ``dec.b``) and top-1 over the step's last-layer events.
 
     After the events: a scan of ``ceil(V/P)`` rows reads all P lanes' logits per cycle
-    (writing the biases back for the next step) and keeps the running maximum (strict
-    ``>``, so the smallest index wins ties). With ``emit_logits`` every logit is also sent
+    (writing the biases back for the next step) into a pipelined `ArgMax` (the smallest
+    index wins ties), whose ``stages`` cycles of latency follow the scan. With ``emit_logits`` every logit is also sent
     (one word per cycle, in index order), then the top-1 word.
 
     Members
@@ -79,25 +80,18 @@ class Readout(wiring.Component):
 
         u = Signal(range(R + 1))
         bsel = Signal(range(max(2, P)))
-        best_v = Signal(signed(ab))
-        best_k = Signal(16)
         ext, rd = Signal(), Signal()
         for mac in macs:
             m.d.comb += [mac.ext.eq(ext), mac.rd_en.eq(rd), mac.rd_addr.eq(u),
                          mac.rd_mask.eq(1)]
 
-        # running maximum over the row's candidate lanes, in index order (strict >)
+        # top-1: a pipelined arg-max (a P-long compare chain here limited Fmax to ~18 MHz)
+        m.submodules.argmax = amax = ArgMax(P, ab, 16)
         emit = self.emit_logits
-        cand_v, cand_k = best_v, best_k
+        m.d.comb += amax.base.eq(u * P)
         for b in range(P):
-            k = u * P + b
-            ok = (k < V) & (~emit | (bsel == b))
-            val = macs[b].rd_data[0]
-            take = ok & (val > cand_v)
-            cand_v = Mux(take, val, cand_v)
-            cand_k = Mux(take, k, cand_k)
-        row_v, row_k = Signal(signed(ab)), Signal(16)
-        m.d.comb += [row_v.eq(cand_v), row_k.eq(cand_k)]
+            ok = (u * P + b < V) & (~emit | (bsel == b))
+            m.d.comb += [amax.mask[b].eq(ok), amax.values[b].eq(macs[b].rd_data[0])]
         logit = Signal(signed(ab))
         for b in range(P):
             with m.If(bsel == b):
@@ -119,8 +113,8 @@ class Readout(wiring.Component):
                 m.d.comb += [accum.eq(1), self.busy.eq(1)]
                 with m.If(acc_idle & self.i_final):
                     m.d.comb += [ext.eq(1), rd.eq(1)]          # read row 0
-                    m.d.sync += [bsel.eq(0), best_v.eq(-(1 << (ab - 1))),
-                                 best_k.eq(0)]
+                    m.d.sync += bsel.eq(0)
+                    m.d.comb += amax.clear.eq(1)
                     m.next = "SCAN"
             with m.State("SCAN"):
                 m.d.comb += [ext.eq(1), self.busy.eq(1)]
@@ -130,11 +124,10 @@ class Readout(wiring.Component):
                                  self.o_stream.payload.kind.eq(0),
                                  self.o_stream.payload.last.eq(0)]
                     with m.If(self.o_stream.ready):
-                        m.d.sync += [best_v.eq(row_v), best_k.eq(row_k), bsel.eq(bsel + 1)]
-                        m.d.comb += row_done.eq(last_in_row)
+                        m.d.sync += bsel.eq(bsel + 1)
+                        m.d.comb += [amax.push.eq(1), row_done.eq(last_in_row)]
                 with m.Else():
-                    m.d.sync += [best_v.eq(row_v), best_k.eq(row_k)]
-                    m.d.comb += row_done.eq(1)
+                    m.d.comb += [amax.push.eq(1), row_done.eq(1)]
                 with m.If(row_done):
                     m.d.sync += bsel.eq(0)
                     with m.If(u == R - 1):
@@ -144,10 +137,10 @@ class Readout(wiring.Component):
                         m.d.sync += u.eq(u + 1)
                         m.d.comb += [mac.rd_addr.eq(u + 1) for mac in macs]
             with m.State("TOP"):
-                m.d.comb += [self.busy.eq(1), self.o_stream.valid.eq(1),
-                             self.o_stream.payload.data.eq(best_k),
+                m.d.comb += [self.busy.eq(1), self.o_stream.valid.eq(~amax.busy),
+                             self.o_stream.payload.data.eq(amax.best),
                              self.o_stream.payload.kind.eq(1), self.o_stream.payload.last.eq(1)]
-                with m.If(self.o_stream.ready):
+                with m.If(self.o_stream.ready & ~amax.busy):
                     m.next = "DONE"
             with m.State("CLR"):
                 m.d.comb += [ext.eq(1), rd.eq(1), self.busy.eq(1)]

@@ -44,6 +44,13 @@ def _out_path() -> str | None:
     return cocotb.plusargs.get("GEN_OUT") or os.environ.get("GEN_OUT")
 
 
+def _write_report(report: dict) -> None:
+    path = _out_path()
+    if path:
+        with open(path, "w") as fh:
+            json.dump(report, fh)
+
+
 class Host:
     """Drives i_stream (one STEP_TOKEN at a time) and reads o_stream (always ready)."""
 
@@ -147,10 +154,7 @@ async def generate_matches_golden(dut):
               "prompt_top1": prompt_top1, "identical": rtl == golden, "cycles": cycles,
               "step_cycles": step_cycles, "steps": len(step_cycles),
               "sim_seconds": t_sim, "golden_seconds": t_gold}
-    path = _out_path()
-    if path:
-        with open(path, "w") as fh:
-            json.dump(report, fh)
+    _write_report(report)
     first = next((i for i, (a, b) in enumerate(zip(rtl, golden)) if a != b), None)
     assert rtl == golden, (f"RTL and golden differ at generated token {first}: "
                            f"rtl {rtl[first:first + 8]} golden {golden[first:first + 8]}")

@@ -1,0 +1,100 @@
+"""Pipelined arg-max over rows of P candidates: the readout's top-1 without a long path.
+
+A single-cycle running maximum over P logits chains P 32-bit comparators and muxes after a
+block-RAM read; on the 85F that path (about 160 logic levels for P = 8) held the whole design
+near 18 MHz. Here each cycle does at most one comparison per candidate pair: one register
+stage for the inputs, a binary tournament with a register per level, then the running best.
+"""
+
+from amaranth.hdl import Module, Signal, signed
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["ArgMax"]
+
+
+class ArgMax(wiring.Component):
+    """Running arg-max (smallest index wins ties) over rows of ``width`` candidates.
+
+    Parameters
+    ----------
+    width : candidates per row (P).
+    value_bits : signed width of a candidate.
+    index_bits : width of an index.
+
+    Members
+    -------
+    clear : In(1); forget the running best (takes effect before a same-cycle push).
+    push : In(1); a row is valid this cycle: ``values[b]`` with index ``base + b`` wherever
+        ``mask[b]`` is set. Rows must be pushed in increasing index order.
+    best : Out(index_bits); the running arg-max once ``busy`` is low.
+    busy : Out(1); rows are still in flight. ``stages`` cycles after the last push it is low.
+    """
+
+    def __init__(self, width: int, value_bits: int, index_bits: int):
+        if width < 1:
+            raise ValueError(f"ArgMax width must be >= 1, got {width}")
+        self.width, self.value_bits, self.index_bits = width, value_bits, index_bits
+        super().__init__({
+            "clear": In(1), "push": In(1), "base": In(index_bits),
+            "mask": In(width),
+            "values": In(data.ArrayLayout(signed(value_bits), width)),
+            "best": Out(index_bits), "busy": Out(1),
+        })
+
+    @property
+    def levels(self) -> int:
+        return (self.width - 1).bit_length()
+
+    @property
+    def stages(self) -> int:
+        """Cycles from a push to its effect on ``best``."""
+        return self.levels + 2
+
+    def elaborate(self, platform):
+        m = Module()
+        vb, ib = self.value_bits, self.index_bits
+        cand = data.StructLayout({"ok": 1, "v": signed(vb), "k": ib})
+
+        # Stage 0: register the inputs (cuts the path from the accumulator block RAMs).
+        row = [Signal(cand, name=f"in{b}") for b in range(self.width)]
+        valid = Signal(name="v0")
+        m.d.sync += valid.eq(self.push)
+        for b, c in enumerate(row):
+            m.d.sync += [c.ok.eq(self.push & self.mask[b]), c.v.eq(self.values[b]),
+                         c.k.eq(self.base + b)]
+        valids = [valid]
+
+        # Tournament: the left (lower index) candidate wins unless the right is greater.
+        level = 0
+        while len(row) > 1:
+            level += 1
+            nxt = []
+            for i in range(0, len(row), 2):
+                w = Signal(cand, name=f"t{level}_{i // 2}")
+                if i + 1 == len(row):
+                    m.d.sync += w.eq(row[i])
+                else:
+                    a, b = row[i], row[i + 1]
+                    with m.If(b.ok & (~a.ok | (b.v > a.v))):
+                        m.d.sync += w.eq(b)
+                    with m.Else():
+                        m.d.sync += w.eq(a)
+                nxt.append(w)
+            row = nxt
+            v = Signal(name=f"v{level}")
+            m.d.sync += v.eq(valids[-1])
+            valids.append(v)
+
+        # Running best: later rows hold larger indices, so they must be strictly greater.
+        best = Signal(cand)
+        top = row[0]
+        with m.If(self.clear):
+            m.d.sync += best.ok.eq(0)
+        with m.Elif(valids[-1] & top.ok & (~best.ok | (top.v > best.v))):
+            m.d.sync += best.eq(top)
+        busy = 0
+        for v in valids:
+            busy = busy | v
+        m.d.comb += [self.best.eq(best.k), self.busy.eq(busy | self.push)]
+        return m
