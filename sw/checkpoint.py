@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import struct
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
+
+from sw.atomic import atomic_write_bytes
 
 from .config import ModelConfig, TrainConfig, from_dict, to_dict
 from .data import Vocab
@@ -72,20 +72,7 @@ def save_checkpoint(path, model, train_cfg: TrainConfig, vocab: Vocab, optimizer
         tensors[f"train.{k}"] = v.detach().cpu().contiguous()
     doc["sha256"] = _digest(tensors)
     blob = st_save(tensors, metadata={META_KEY: json.dumps(doc)})
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(blob)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; checkpoints are shared with the team
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write_bytes(path, blob)
 
 
 def load_checkpoint(path) -> tuple[dict[str, torch.Tensor], dict]:

@@ -22,10 +22,8 @@ import dataclasses
 import hashlib
 import json
 import math
-import os
 import struct
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -36,6 +34,7 @@ from safetensors.torch import save as st_save
 from tqdm import tqdm
 
 from hw.fixedpoint import Format
+from sw.atomic import atomic_write_bytes
 
 from .data import Vocab, batchify, get_batch, load_corpus
 from .masks import apply_masks
@@ -117,17 +116,7 @@ def save_eventnet(path, net: EventNet, *, vocab=None, level=None, masks=None,
                vocab={"level": level, "tokens": vocab} if vocab is not None else None,
                sha256=_digest(tensors))
     blob = st_save(tensors, metadata={META_KEY: json.dumps(doc)})
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(blob)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    path = atomic_write_bytes(path, blob)
     return path
 
 
