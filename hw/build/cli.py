@@ -43,6 +43,8 @@ def parser() -> argparse.ArgumentParser:
                     help="fraction of units that fire per step, for the report's cycle "
                          "estimate when no benchmark is given (default: from the bundle, "
                          "else 0.5)")
+    ap.add_argument("--synth-opts", default=None, metavar="OPTS",
+                    help="options for Yosys synth_<family> (ECP5 default: -noabc9)")
     ap.add_argument("--system-tools", action="store_true",
                     help="prefer yosys/nextpnr on PATH over the YoWASP ones")
     ap.add_argument("--stub-core", action="store_true", help=argparse.SUPPRESS)
@@ -61,7 +63,8 @@ def main(argv=None) -> int:
                         clock_mhz=args.clock, out=args.out, baud=args.baud,
                         program=args.program, strict_timing=args.strict_timing,
                         seed=args.seed, bench=args.bench, activity=args.activity,
-                        prefer_system_tools=args.system_tools, stub_core=args.stub_core)
+                        prefer_system_tools=args.system_tools, stub_core=args.stub_core,
+                        synth_opts=args.synth_opts)
     try:
         build(opts)
     except FitError as exc:

