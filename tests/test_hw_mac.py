@@ -1,54 +1,119 @@
-"""hw.core.mac.MacLane: read-modify-write at 1 entry/cycle, with back-to-back hits on the same
-accumulator (forwarding), wrapping adds, and the bias write-back on an external read."""
+"""hw.core.mac.MacLane: read-modify-write at 1 entry/cycle, with hits on the same accumulator
+back to back and at every distance up to past the pipeline (forwarding), idle gaps, wrapping
+adds, and the bias write-back on an external read."""
 
 import numpy as np
+import pytest
 from amaranth.sim import Simulator
 
 from hw.core.mac import MacLane
 from hw.fixedpoint import Format, wrap
 
+U = 4
 
-def test_mac_hazards_and_writeback():
-    fmt = Format(acc_bits=24)
-    U = 4
-    rng = np.random.default_rng(0)
-    bias = [[int(x) for x in rng.integers(-1000, 1000, U)] for _ in range(6)]
-    dut = MacLane(slots=6, depth=U, fmt=fmt, ubits=2, bias=bias, bias_ids=(200, 201))
-    # bursts that hit the same accumulator repeatedly, back to back and at distance 2
-    entries = [(0, 1, 100, 2000)] * 5 + [(1, 1, -7, 3000), (0, 1, 3, 5), (1, 1, 2, 4)] + \
-        [(int(a), int(s), int(w), int(v)) for a, s, w, v in
-         zip(rng.integers(0, U, 40), rng.integers(0, 6, 40), rng.integers(-128, 128, 40),
-             rng.integers(-2 ** 15, 2 ** 15, 40))]
-    acc = np.array(bias, dtype=np.int64)            # (6, U)
-    for a, s, w, v in entries:
-        acc[s, a] += w * v
+
+def _run(entries, *, fmt, bias, steps=1):
+    """Drives ``entries`` (tuples (addr, sel, w, v) or None for an idle cycle), reads all
+    accumulators back with the bias write-back, ``steps`` times; checks against a model."""
+    S = len(bias)
+    dut = MacLane(slots=S, depth=U, fmt=fmt, ubits=2, bias=bias,
+                  bias_ids=(200, 201) if S == 6 else (200,))
+    acc = np.array(bias, dtype=np.int64)            # (S, U)
+    for e in entries:
+        if e is not None:
+            a, s, w, v = e
+            acc[s, a] += w * v
     acc = wrap(acc, fmt.acc_bits)
-    got = np.zeros_like(acc)
+    got = []
 
     async def tb(ctx):
-        for a, s, w, v in entries:
-            ctx.set(dut.i, {"valid": 1, "addr": a, "sel": s, "w": w, "v": v})
-            await ctx.tick()
-        ctx.set(dut.i, {"valid": 0})
-        await ctx.tick().repeat(3)
-        ctx.set(dut.ext, 1)
-        for u in range(U):                         # read + write back biases
-            ctx.set(dut.rd_en, 1)
-            ctx.set(dut.rd_addr, u)
-            ctx.set(dut.rd_mask, 0b111111)
-            await ctx.tick()
-            ctx.set(dut.rd_en, 0)
-            got[:, u] = [ctx.get(dut.rd_data[s]) for s in range(6)]
+        for _ in range(steps):
+            for e in entries:
+                if e is None:
+                    ctx.set(dut.i, {"valid": 0})
+                else:
+                    a, s, w, v = e
+                    ctx.set(dut.i, {"valid": 1, "addr": a, "sel": s, "w": w, "v": v})
+                await ctx.tick()
+            ctx.set(dut.i, {"valid": 0})
+            while ctx.get(dut.busy):                   # the users wait for ~busy
+                await ctx.tick()
+            ctx.set(dut.ext, 1)
+            g = np.zeros_like(acc)
+            for u in range(U):                         # read + write back biases
+                ctx.set(dut.rd_en, 1)
+                ctx.set(dut.rd_addr, u)
+                ctx.set(dut.rd_mask, (1 << S) - 1)
+                await ctx.tick()
+                ctx.set(dut.rd_en, 0)
+                g[:, u] = [ctx.get(dut.rd_data[s]) for s in range(S)]
+            got.append(g)
+            ctx.set(dut.ext, 0)                        # next step right away
+
         await ctx.tick()
-        for u in range(U):                         # now the biases again
+        ctx.set(dut.ext, 1)
+        for u in range(U):                             # now the biases again
             ctx.set(dut.rd_en, 1)
             ctx.set(dut.rd_addr, u)
             ctx.set(dut.rd_mask, 0)
             await ctx.tick()
-            assert [ctx.get(dut.rd_data[s]) for s in range(6)] == [bias[s][u] for s in range(6)]
+            assert [ctx.get(dut.rd_data[s]) for s in range(S)] == [bias[s][u] for s in range(S)]
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     sim.add_testbench(tb)
     sim.run()
-    assert np.array_equal(got, acc), (got, acc)
+    for g in got:
+        assert np.array_equal(g, acc), (g, acc)
+
+
+def _bias(rng, S):
+    return [[int(x) for x in rng.integers(-1000, 1000, U)] for _ in range(S)]
+
+
+def test_mac_hazards_and_writeback():
+    fmt = Format(acc_bits=24)
+    rng = np.random.default_rng(0)
+    bias = _bias(rng, 6)
+    # bursts that hit the same accumulator repeatedly, back to back and at distance 2
+    entries = [(0, 1, 100, 2000)] * 5 + [(1, 1, -7, 3000), (0, 1, 3, 5), (1, 1, 2, 4)] + \
+        [(int(a), int(s), int(w), int(v)) for a, s, w, v in
+         zip(rng.integers(0, U, 40), rng.integers(0, 6, 40), rng.integers(-128, 128, 40),
+             rng.integers(-2 ** 15, 2 ** 15, 40))]
+    _run(entries, fmt=fmt, bias=bias, steps=2)
+
+
+@pytest.mark.parametrize("dist", range(1, MacLane.stages + 3))
+@pytest.mark.parametrize("filler", ["other", "idle", "same_addr_other_slot"])
+def test_mac_hazard_at_distance(dist, filler):
+    """The same accumulator hit every ``dist`` cycles; the cycles between carry entries to other
+    accumulators, other slots at the same address, or nothing."""
+    fmt = Format(acc_bits=24)
+    rng = np.random.default_rng(dist)
+    bias = _bias(rng, 6)
+    entries = []
+    for k in range(8):
+        entries.append((2, 4, int(rng.integers(-128, 128)), int(rng.integers(-2 ** 15, 2 ** 15))))
+        for j in range(dist - 1):
+            if filler == "idle":
+                entries.append(None)
+            elif filler == "other":
+                entries.append((int((3 + j) % U), int(j % 6), 5, 7 + k))
+            else:
+                entries.append((2, int((5 + j) % 6), -3, 11 + k))
+    _run(entries, fmt=fmt, bias=bias, steps=2)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_mac_random_dense(seed):
+    """Random entries on few accumulators (many hits at all distances), random idle gaps,
+    wrapping at 24 bits; 1 slot (the readout's lane) and 6 slots."""
+    rng = np.random.default_rng(100 + seed)
+    fmt = Format(acc_bits=24)
+    for S in (1, 6):
+        bias = _bias(rng, S)
+        entries = [None if rng.random() < 0.2 else
+                   (int(rng.integers(0, 2)), int(rng.integers(0, min(S, 2))),
+                    int(rng.integers(-128, 128)), int(rng.integers(-2 ** 15, 2 ** 15)))
+                   for _ in range(120)]
+        _run(entries, fmt=fmt, bias=bias, steps=2)
