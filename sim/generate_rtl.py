@@ -82,24 +82,18 @@ def main(argv=None) -> int:
     ap.add_argument("--json", type=Path, default=None, help="also write the report here")
     args = ap.parse_args(argv)
 
-    from hw.bundle import BundleError, load_bundle
-    from sw.tokens import bundle_level, detokenize, tokenize
+    from hw.bundle import BundleError
+    from sw.generate import encode_prompt, load_lm_bundle
+    from sw.tokens import bundle_level, detokenize
     if args.tokens < 0:
         ap.error("--tokens must be >= 0")
     try:
-        bundle = load_bundle(args.bundle)
+        bundle = load_lm_bundle(args.bundle)
     except BundleError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if bundle.model["kind"] != "lm" or bundle.vocab is None:
-        print(f"error: {args.bundle} is not a language-model bundle with a vocab.json",
-              file=sys.stderr)
-        return 2
     level = bundle_level(bundle.model)
-    prompt = tokenize(args.prompt, bundle.vocab, level)
-    if level == "word" and prompt and bundle.vocab[prompt[-1]] == "<eos>" \
-            and not args.prompt.endswith("\n"):
-        prompt = prompt[:-1]                    # as sw.generate: no <eos> the user did not type
+    prompt = encode_prompt(args.prompt, bundle)
     if not prompt:
         print("error: the prompt must hold at least one token", file=sys.stderr)
         return 2

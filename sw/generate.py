@@ -18,13 +18,30 @@ from pathlib import Path
 
 import numpy as np
 
-from hw.bundle import BundleError, load_bundle
+from hw.bundle import Bundle, BundleError, load_bundle
 from sw.golden import Golden
 from sw.tokens import bundle_level, detokenize, log_softmax, tokenize
 
 DEFAULT_BUNDLE = Path(__file__).resolve().parent.parent / "models" / "default"
 
-__all__ = ["generate_ids", "main", "score_ids"]
+__all__ = ["encode_prompt", "generate_ids", "load_lm_bundle", "main", "score_ids"]
+
+
+def load_lm_bundle(path) -> Bundle:
+    """A validated language-model bundle with a vocabulary; `BundleError` otherwise."""
+    bundle = load_bundle(path)
+    if bundle.model["kind"] != "lm" or bundle.vocab is None:
+        raise BundleError(f"{path} is not a language-model bundle with a vocab.json")
+    return bundle
+
+
+def encode_prompt(text: str, bundle: Bundle) -> list[int]:
+    """Token ids of a prompt; at word level without the ``<eos>`` the user did not type."""
+    level = bundle_level(bundle.model)
+    ids = tokenize(text, bundle.vocab, level)
+    if level == "word" and ids and bundle.vocab[ids[-1]] == "<eos>" and not text.endswith("\n"):
+        ids = ids[:-1]                        # splitlines() added it
+    return ids
 
 
 def generate_ids(golden: Golden, prompt: list[int], n: int, *, temperature: float = 0.0,
@@ -79,13 +96,9 @@ def main(argv=None) -> int:
     if args.tokens < 0 or args.max_tokens < 2:
         ap.error("--tokens must be >= 0 and --max-tokens >= 2")
     try:
-        bundle = load_bundle(args.bundle)
+        bundle = load_lm_bundle(args.bundle)
     except BundleError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
-    if bundle.model["kind"] != "lm" or bundle.vocab is None:
-        print(f"error: {args.bundle} is not a language-model bundle with a vocab.json",
-              file=sys.stderr)
         return 2
     level = bundle_level(bundle.model)
     golden = Golden(bundle)
@@ -100,10 +113,10 @@ def main(argv=None) -> int:
         print(f"{args.score}: {len(ids)} tokens, {unit}, top-1 accuracy {acc:.4f} "
               "(integer golden model)")
         return 0
-    prompt = tokenize(args.prompt, bundle.vocab, level)
-    if level == "word" and prompt and bundle.vocab[prompt[-1]] == "<eos>" \
-            and not args.prompt.endswith("\n"):
-        prompt = prompt[:-1]                  # splitlines() added an <eos> the user did not type
+    prompt = encode_prompt(args.prompt, bundle)
+    if not prompt:
+        print("error: the prompt must hold at least one token", file=sys.stderr)
+        return 2
     out = generate_ids(golden, prompt, args.tokens, temperature=args.temperature,
                        seed=args.seed)
     sys.stdout.write(args.prompt + detokenize(out, bundle.vocab, level) + "\n")
