@@ -3,6 +3,7 @@ nccl on GPU). Without torchrun everything degrades to a single process."""
 
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass, field
 
@@ -75,5 +76,12 @@ def barrier(d: Dist) -> None:
 
 
 def cleanup(d: Dist) -> None:
+    """Tear the process group down on all ranks together. Without the barrier a rank that
+    finishes first (the others still writing checkpoints) destroys its gloo pairs under a
+    peer's feet, and gloo's worker threads abort the process ("terminate called without an
+    active exception"). Callers drop their DDP wrappers first: a live Reducer keeps the
+    group alive until interpreter shutdown, where the same abort happens."""
     if d.enabled and dist.is_initialized():
+        gc.collect()
+        dist.barrier()
         dist.destroy_process_group()

@@ -234,6 +234,7 @@ def train(mcfg, tcfg, corpus, ck_tensors, ck_doc, args) -> dict:
         reason = "stopped by budget" if stop else "finished"
         print(f"{reason} after {prog['step']} steps, {prog['elapsed'] / 60:.1f} min; best "
               f"valid loss {prog['best_val']:.4f}; checkpoints in {out}", flush=True)
+    del model  # the DDP wrapper holds the process group; see distributed.cleanup
     distributed.cleanup(d)
     return {"progress": prog, "final_valid": final, "model": raw}
 

@@ -102,7 +102,7 @@ def test_torchrun_two_processes(tiny_corpus, tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
     p = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=240,
                        check=False)
-    assert p.returncode == 0, p.stderr[-3000:]
+    assert p.returncode == 0, p.stdout[-1500:] + p.stderr[-3000:]
     tensors, doc = load_checkpoint(out / "last.safetensors")
     assert tensors["train.rng"].shape[0] == 2  # both ranks' RNG and carried state are saved
     assert tensors["train.state.0.0"].shape[:3] == (2, 1, 4)  # (world, 1, B / world, H)

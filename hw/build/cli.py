@@ -46,6 +46,8 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--synth-opts", default=None, metavar="OPTS",
                     help="options for Yosys synth_<family>, replacing the default flow (ECP5: "
                          "classic-ABC LUT mapping, see docs/build.md)")
+    ap.add_argument("--pnr-opts", default="", metavar="OPTS",
+                    help="extra nextpnr options, e.g. --pnr-opts=\"--router router2\"")
     ap.add_argument("--system-tools", action="store_true",
                     help="prefer yosys/nextpnr on PATH over the YoWASP ones")
     ap.add_argument("--stub-core", action="store_true", help=argparse.SUPPRESS)
@@ -65,7 +67,7 @@ def main(argv=None) -> int:
                         program=args.program, strict_timing=args.strict_timing,
                         seed=args.seed, bench=args.bench, activity=args.activity,
                         prefer_system_tools=args.system_tools, stub_core=args.stub_core,
-                        synth_opts=args.synth_opts)
+                        synth_opts=args.synth_opts, pnr_opts=args.pnr_opts)
     try:
         build(opts)
     except FitError as exc:

