@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from amaranth.sim import Simulator
 
-from hw.core import Op
+from hw.core import COUNTERS_SETTLE, Op
 from sw.golden import Golden
 
 
@@ -63,8 +63,8 @@ def run_accel_amaranth(bundle, steps, *, emit_logits=True, trace=True, stall=Fal
                     break
             result["words"].append(words)
             result["beats"].append(beats)
-        await ctx.tick()
-        await ctx.tick()
+        for _ in range(COUNTERS_SETTLE):
+            await ctx.tick()
         c = ctx.get(dut.counters)
         result["counters"] = {k: int(getattr(c, k)) for k in
                               ("steps", "cycles", "events", "macs", "last_cycles",

@@ -8,6 +8,10 @@ from hw.core.counters import Counters
 def test_counters():
     dut = Counters(parts=3, lanes=4)
 
+    async def settle(ctx):  # the inputs pass through the counters' register stages
+        for _ in range(Counters.latency - 1):
+            await ctx.tick()
+
     async def tb(ctx):
         for step, plan in enumerate([[(0, 1, 4), (0, 0, 2), (1, 1, 3), (2, 0, 1)],
                                      [(2, 1, 1)]]):
@@ -17,13 +21,15 @@ def test_counters():
             ctx.set(dut.running, 1)
             for part, ev, mac in plan:
                 ctx.set(dut.part, part)
-                ctx.set(dut.ev_inc, ev)
-                ctx.set(dut.mac_inc, mac)
+                ctx.set(dut.ev_inc, [0, 0, 0])   # any part's increment counts for `part`
+                ctx.set(dut.ev_inc[step % 3], ev)
+                ctx.set(dut.mac_inc, [mac // 2, 0, mac - mac // 2])
                 await ctx.tick()
             ctx.set(dut.running, 0)
             ctx.set(dut.step_end, 1)
             await ctx.tick()
             ctx.set(dut.step_end, 0)
+            await settle(ctx)
             c = ctx.get(dut.counters)
             assert c.steps == step + 1
             if step == 0:
@@ -36,6 +42,7 @@ def test_counters():
                 assert (c.cycles, c.events, c.macs) == (5, 3, 11)
         ctx.set(dut.clear_last, 1)
         await ctx.tick()
+        await settle(ctx)
         c = ctx.get(dut.counters)
         assert (c.last_cycles, c.steps, c.cycles) == (0, 2, 5)
 

@@ -4,7 +4,7 @@
 weight writes for its ``w_stream`` port.
 """
 
-from .accelerator import Accelerator, Op, in_cmd_layout
+from .accelerator import COUNTERS_SETTLE, Accelerator, Op, in_cmd_layout
 from .banks import wwrite_layout
 from .counters import counters_layout, part_counters_layout
 from .layer import trace_layout
@@ -12,6 +12,7 @@ from .params import core_params, memory_map, weight_writes
 from .readout import out_word_layout
 
 __all__ = [
+           "COUNTERS_SETTLE",
            "Accelerator",
            "Op",
            "core_params",

@@ -1,6 +1,6 @@
 """The accelerator top: host stream interface, input event queue, layer sequencing, readout."""
 
-from amaranth.hdl import Module, Signal, signed
+from amaranth.hdl import Cat, Module, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
@@ -11,8 +11,13 @@ from .events import event_layout
 from .layer import Layer, trace_layout
 from .params import core_params, mem_ids
 from .readout import Readout, out_word_layout
+from .wport import WRITE_LATENCY
 
-__all__ = ["Accelerator", "Op", "in_cmd_layout"]
+#: cycles after a step's last output word until ``counters`` include that step (the counters
+#: register their inputs twice; see `hw.core.counters.Counters`)
+COUNTERS_SETTLE = Counters.latency + 1
+
+__all__ = ["COUNTERS_SETTLE", "Accelerator", "Op", "in_cmd_layout"]
 
 
 class Op:
@@ -42,7 +47,8 @@ class Accelerator(wiring.Component):
     o_stream : Out(stream of `out_word_layout`): per step [V logits,] top-1 (last=1).
     emit_logits : In(1).
     counters : Out(`counters_layout`). layer_counters : Out(array of L+1
-        `part_counters_layout`: layers, then the readout; the last step's figures).
+        `part_counters_layout`: layers, then the readout; the last step's figures). Both
+        are up to date `COUNTERS_SETTLE` cycles after a step's last output word.
     w_stream : In(stream of `wwrite_layout`): run-time memory writes, accepted while idle.
     busy : Out(1): a step or reset is running.
     o_trace : Out(stream of `trace_layout`) when ``trace``.
@@ -89,9 +95,15 @@ class Accelerator(wiring.Component):
         m.submodules.counters = cnt = Counters(parts=L + 1, lanes=p.banks)
         m.d.comb += [self.counters.eq(cnt.counters), self.layer_counters.eq(cnt.part_counters)]
 
-        # run-time writes
-        wr = self.w_stream.payload
-        wr_en = self.w_stream.valid & self.w_stream.ready
+        # run-time writes: registered here, and once more in every block (hw.core.wport)
+        wr = Signal(wwrite_layout())
+        wr_en = Signal()
+        m.d.sync += [wr.eq(self.w_stream.payload),
+                     wr_en.eq(self.w_stream.valid & self.w_stream.ready)]
+        wr_busy = Signal()   # a write accepted in the last WRITE_LATENCY cycles
+        wr_hist = Signal(WRITE_LATENCY)
+        m.d.sync += wr_hist.eq(Cat(self.w_stream.valid & self.w_stream.ready, wr_hist[:-1]))
+        m.d.comb += wr_busy.eq(self.w_stream.valid | wr_hist.any())
         for blk in layers + ([ro] if ro is not None else []):
             m.d.comb += [blk.wr.eq(wr), blk.wr_en.eq(wr_en)]
 
@@ -116,12 +128,8 @@ class Accelerator(wiring.Component):
                     m.d.comb += [self.o_trace.valid.eq(1),
                                  self.o_trace.payload.eq(layer.o_trace.payload)]
 
-        ev_inc = 0
-        mac_inc = 0
-        for blk in layers + ([ro] if ro is not None else []):
-            ev_inc = ev_inc + blk.ev_inc
-            mac_inc = mac_inc + blk.mac_inc
-        m.d.comb += [cnt.ev_inc.eq(ev_inc), cnt.mac_inc.eq(mac_inc)]
+        for i, blk in enumerate(layers + ([ro] if ro is not None else [])):
+            m.d.comb += [cnt.ev_inc[i].eq(blk.ev_inc), cnt.mac_inc[i].eq(blk.mac_inc)]
 
         cmd = self.i_stream.payload
         # Every layer (and the readout) starts at the beginning of the step and streams its
@@ -141,7 +149,10 @@ class Accelerator(wiring.Component):
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += self.w_stream.ready.eq(1)
-                with m.If((cmd.op == Op.EVENT) | (cmd.op == Op.STEP_TOKEN)):
+                # commands wait for pending weight writes to land (WRITE_LATENCY)
+                with m.If(wr_busy):
+                    pass
+                with m.Elif((cmd.op == Op.EVENT) | (cmd.op == Op.STEP_TOKEN)):
                     m.d.comb += self.i_stream.ready.eq(fifo.w_rdy)
                 with m.Else():
                     m.d.comb += self.i_stream.ready.eq(1)

@@ -9,12 +9,9 @@ from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .wport import WriteTap, wwrite_layout
+
 __all__ = ["ColumnStreamer", "col_event_layout", "lane_layout", "wwrite_layout"]
-
-
-def wwrite_layout() -> data.StructLayout:
-    """A run-time memory write (the host's w_stream payload)."""
-    return data.StructLayout({"mem": 8, "bank": 8, "addr": 16, "data": 32})
 
 
 def col_event_layout(col_bits: int, state_bits: int) -> data.StructLayout:
@@ -85,10 +82,15 @@ class ColumnStreamer(wiring.Component):
         d_val = Signal(signed(self.sb))
         d_mat = Signal()
 
+        # Registered per-bank flags, kept equal to (addr < end) and (end - addr > 1): the
+        # end-of-column test is then an AND of P flip-flops, not P subtractions, on the path
+        # that decides `load` and, through `ready`, the upstream event handshakes.
+        more = [Signal(name=f"more{b}") for b in range(P)]    # entries left in this column
+        many = [Signal(name=f"many{b}") for b in range(P)]    # more than one entry left
         last = Signal()
         m.d.comb += last.eq(1)
         for b in range(P):
-            with m.If(end[b] - addr[b] > 1):
+            with m.If(many[b]):
                 m.d.comb += last.eq(0)
         can_load = ~act | last
         load = can_load & pend_v
@@ -99,6 +101,7 @@ class ColumnStreamer(wiring.Component):
         start_sel = [Signal(self.addr_bits, name=f"start_sel{b}") for b in range(P)]
         end_sel = [Signal(self.addr_bits, name=f"end_sel{b}") for b in range(P)]
         ent_data = [[] for _ in range(P)]
+        tap = WriteTap(m, self.wr, self.wr_en, "st")
         for k, mt in enumerate(self.mats):
             ptr_id, ent_id = self.mem_ids[k]
             for b in range(P):
@@ -116,17 +119,18 @@ class ColumnStreamer(wiring.Component):
                 er = em.read_port()
                 m.d.comb += er.addr.eq(addr[b])
                 ent_data[b].append(er.data)
-                for mem_, wid, kind in ((pm, ptr_id, "ptr"), (em, ent_id, "ent")):
+                for mem_, wid in ((pm, ptr_id), (em, ent_id)):
                     wp = mem_.write_port()
-                    m.d.comb += [wp.addr.eq(self.wr.addr), wp.data.eq(self.wr.data),
-                                 wp.en.eq(self.wr_en & (self.wr.mem == wid) &
-                                          (self.wr.bank == b))]
+                    en = tap.enable(lambda w, wid=wid, b=b: (w.mem == wid) & (w.bank == b))
+                    m.d.comb += [wp.addr.eq(tap.q.addr), wp.data.eq(tap.q.data), wp.en.eq(en)]
 
         with m.If(load):
             m.d.sync += [pend_v.eq(accept), act.eq(1), act_val.eq(pend_val),
                          act_mat.eq(pend_mat)]
             m.d.sync += [addr[b].eq(start_sel[b]) for b in range(P)]
             m.d.sync += [end[b].eq(end_sel[b]) for b in range(P)]
+            m.d.sync += [more[b].eq(start_sel[b] < end_sel[b]) for b in range(P)]
+            m.d.sync += [many[b].eq(end_sel[b] - start_sel[b] > 1) for b in range(P)]
         with m.Else():
             with m.If(accept):
                 m.d.sync += pend_v.eq(1)
@@ -136,9 +140,10 @@ class ColumnStreamer(wiring.Component):
             m.d.sync += [pend_val.eq(ev.value), pend_mat.eq(ev.mat)]
         m.d.sync += [d_val.eq(act_val), d_mat.eq(act_mat)]
         for b in range(P):
-            issue = act & (addr[b] < end[b])
+            issue = act & more[b]
             with m.If(issue & ~load):
-                m.d.sync += addr[b].eq(addr[b] + 1)
+                m.d.sync += [addr[b].eq(addr[b] + 1), more[b].eq(many[b]),
+                             many[b].eq(end[b] - addr[b] > 2)]
             m.d.sync += d_v[b].eq(issue)
 
         wb, ub = self.wb, self.ubits

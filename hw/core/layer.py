@@ -136,6 +136,9 @@ class Layer(wiring.Component):
         m.d.comb += out_ready.eq(self.o_trace.ready if self.trace else 1)
         adv = ~pws[0].out_valid | out_ready
         issue = Signal()
+        # issue == (u < U) in the PW state, kept in a flip-flop: it drives the read enables
+        # of every lane's accumulator memories, so it should not start with a comparator
+        pw_more = Signal()
         ext = Signal()
         clr = Signal()
         wb_mask = 0b111000 if lp.persistent else 0b111111
@@ -174,13 +177,14 @@ class Layer(wiring.Component):
             with m.State("ACC"):
                 m.d.comb += [accum.eq(1), self.busy.eq(1)]
                 with m.If(acc_idle & self.i_final):
-                    m.d.sync += u.eq(0)
+                    m.d.sync += [u.eq(0), pw_more.eq(1)]
                     m.d.comb += [store.clear.eq(1), self.pw_start.eq(1)]
                     m.next = "PW"
             with m.State("PW"):
-                m.d.comb += [ext.eq(1), self.busy.eq(1), issue.eq(u < U), store.fwd_hold.eq(1)]
+                m.d.comb += [ext.eq(1), self.busy.eq(1), issue.eq(pw_more),
+                             store.fwd_hold.eq(1)]
                 with m.If(issue & adv):
-                    m.d.sync += u.eq(u + 1)
+                    m.d.sync += [u.eq(u + 1), pw_more.eq(u < U - 1)]
                 with m.If((u == U) & ~pipe_busy):
                     m.next = "DONE"
             with m.State("CLR"):

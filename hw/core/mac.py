@@ -26,7 +26,8 @@ from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
-from .banks import lane_layout, wwrite_layout
+from .banks import lane_layout
+from .wport import WriteTap, wwrite_layout
 
 __all__ = ["MacLane"]
 
@@ -134,6 +135,7 @@ class MacLane(wiring.Component):
         # M3: add (the entry just before, now in M4, forwards its sum straight from p4_sum)
         m.d.sync += p4_sum.eq(Mux(h3, p4_sum, p3_old) + p3_prod)
 
+        tap = WriteTap(m, self.wr, self.wr_en, "mac")
         for s in range(S):
             am = memory.Memory(shape=signed(ab), depth=depth, init=self.bias[s])
             bm = memory.Memory(shape=signed(ab), depth=depth, init=self.bias[s])
@@ -155,13 +157,13 @@ class MacLane(wiring.Component):
                              aw.en.eq(p4[0] & (p4[1] == s))]
             # run-time bias writes
             if S == 6:
-                wid = self.bias_ids[s // 3]
-                hit = (self.wr.mem == wid) & ((self.wr.addr >> ub) == s % 3)
+                wid, gate = self.bias_ids[s // 3], s % 3
+                def hit(w, wid=wid, gate=gate):
+                    return (w.mem == wid) & ((w.addr >> ub) == gate) & (w.bank == self.bank)
             else:
-                wid = self.bias_ids[0]
-                hit = self.wr.mem == wid
-            m.d.comb += [bw.addr.eq(self.wr.addr[:ub]),
-                         bw.data.eq(self.wr.data.as_signed()),
-                         bw.en.eq(self.wr_en & hit & (self.wr.bank == self.bank))]
+                def hit(w, wid=self.bias_ids[0]):
+                    return (w.mem == wid) & (w.bank == self.bank)
+            m.d.comb += [bw.addr.eq(tap.q.addr[:ub]), bw.data.eq(tap.q.data.as_signed()),
+                         bw.en.eq(tap.enable(hit))]
         m.d.comb += self.busy.eq(p1[0] | p2[0] | p3[0] | p4[0])
         return m

@@ -20,6 +20,7 @@ from cocotb.utils import get_sim_time
 
 from hw.bundle import load_bundle
 from hw.core import (
+    COUNTERS_SETTLE,
     Op,
     counters_layout,
     in_cmd_layout,
@@ -156,7 +157,7 @@ class Monitor:
                 if w["last"]:
                     self.words.append([])
                     self.beats.append([])
-                    pending = 3
+                    pending = COUNTERS_SETTLE + 1
 
 
 def check_step(bundle, k, exp, words, beats, emit_logits):
