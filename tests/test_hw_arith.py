@@ -24,6 +24,10 @@ def test_arith_matches_contract():
     xs = np.concatenate([rng.integers(-2 ** 32, 2 ** 32, 300),
                          [0, 1, -1, 15, 16, -16, -17, 2 ** 32 - 1, -2 ** 32, 2047, -2048]])
     ps = rng.integers(-2 ** 15, 2 ** 15, len(xs))
+    # the clamp edges of every table index and of sat(x, 12)
+    edge = 2 ** (fmt.table_shift + fmt.table_bits - 1)
+    ps[:8] = [edge - 1, edge, -edge, -edge - 1, edge - 2 ** fmt.table_shift, 2 ** 15 - 1,
+              -2 ** 15, 0]
 
     async def tb(ctx):
         for xv, pv in zip(xs, ps):
@@ -34,6 +38,27 @@ def test_arith_matches_contract():
             want = int(np_sat(np_rshift_round(xv, fmt.acc_frac - fmt.pre_frac), fmt.pre_bits))
             assert ctx.get(o_nar) == want, xv
             assert ctx.get(o_idx) == int(np_table_index(pv, fmt)), pv
+
+    sim = Simulator(m)
+    sim.add_testbench(tb)
+    sim.run()
+
+
+def test_sat_exhaustive_small_widths():
+    """sat() reads overflow off the top bits: every value of signed and unsigned inputs."""
+    m = Module()
+    xs_, xu = Signal(signed(7)), Signal(7)
+    outs = {bits: (Signal(signed(bits)), Signal(signed(bits))) for bits in (1, 3, 6, 7, 8)}
+    for bits, (os_, ou) in outs.items():
+        m.d.comb += [os_.eq(sat(xs_, bits)), ou.eq(sat(xu, bits))]
+
+    async def tb(ctx):
+        for v in range(-64, 64):
+            ctx.set(xs_, v)
+            ctx.set(xu, v + 64)
+            for bits, (os_, ou) in outs.items():
+                assert ctx.get(os_) == int(np_sat(v, bits)), (v, bits)
+                assert ctx.get(ou) == int(np_sat(v + 64, bits)), (v + 64, bits)
 
     sim = Simulator(m)
     sim.add_testbench(tb)

@@ -1,6 +1,6 @@
 """Fixed-point helpers on Amaranth values (docs/fixed_point.md section 1), mirroring hw.fixedpoint."""
 
-from amaranth.hdl import Const, Mux, signed
+from amaranth.hdl import Cat, Const, Mux, Value, signed
 
 __all__ = ["narrow", "rshift_round", "sat", "table_index"]
 
@@ -15,10 +15,27 @@ def rshift_round(x, s: int):
 
 
 def sat(x, bits: int):
-    """Clamp a signed value to ``bits`` bits; the result has shape ``signed(bits)``."""
+    """Clamp a signed value to ``bits`` bits; the result has shape ``signed(bits)``.
+
+    Overflow is read off the bits above ``bits - 1`` (they must all equal the sign), an AND
+    or OR of flip-flop outputs, rather than from two magnitude compares: each compare would
+    be a carry chain as long as ``x`` behind the adder that produced it.
+    """
     lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
-    return Mux(x > hi, Const(hi, signed(bits)),
-               Mux(x < lo, Const(lo, signed(bits)), x[:bits].as_signed()))
+    x = Value.cast(x)
+    width, is_signed = len(x), x.shape().signed
+    if width <= bits and (is_signed or width < bits):
+        return x.as_signed() if is_signed else Cat(x, Const(0, 1)).as_signed()
+    low = x[:bits].as_signed()
+    top = x[bits - 1:]                          # the sign bit of the result and all above
+    if is_signed:
+        neg = x[-1]
+        too_high = ~neg & top.any()
+        too_low = neg & ~top.all()
+    else:
+        too_high = top.any()
+        too_low = Const(0)
+    return Mux(too_high, Const(hi, signed(bits)), Mux(too_low, Const(lo, signed(bits)), low))
 
 
 def narrow(x, fmt):
@@ -27,7 +44,11 @@ def narrow(x, fmt):
 
 
 def table_index(p, fmt):
-    """``clamp((p >> shift) + N/2, 0, N-1)``: the SIG/TANH table address of a pre-activation."""
-    n = fmt.table_size
-    t = (p >> fmt.table_shift) + Const(n // 2, signed(fmt.table_bits + 1))
-    return Mux(t < 0, 0, Mux(t > n - 1, n - 1, t[:fmt.table_bits]))[:fmt.table_bits]
+    """``clamp((p >> shift) + N/2, 0, N-1)``: the SIG/TANH table address of a pre-activation.
+
+    N is a power of two, so this is ``sat(p >> shift, log2 N)`` read as offset binary (the
+    top bit flipped): no adder and no compare.
+    """
+    tb = fmt.table_bits
+    q = sat(p >> fmt.table_shift, tb).as_unsigned()
+    return q ^ Const(1 << (tb - 1), tb)

@@ -2,24 +2,27 @@
 
 One lane per bank handles one local unit per cycle (docs/fixed_point.md section 4). The
 pipeline advances only when ``adv`` is high (output back-pressure stalls every stage, and
-every memory read port holds its data). Stage by stage (``stages = 12``, from the address at
-P0 to the registered result at P12; every adder chain is cut so that each stage holds at
-most one add-and-saturate, one table address or one multiply, and block-RAM outputs are
-registered before use):
+every memory read port holds its data). Stage by stage (``stages = 15``, from the address at
+P0 to the registered result at P15): every stage holds at most one carry chain (an add, a
+rounding add or a compare) or one table read or one multiply, saturation reads overflow off
+the top bits (`hw.core.arith.sat`), and every memory output is registered before use:
 
     P0   address u: read accumulators (in the MAC lane), c[u], theta[u]
-    P1   narrow the sums (A -> P)
-    P2   table indices -> SIG reads (r, z)
-    P3   register r, z
-    P4   r * hn (registered multiply)
-    P5   pn = sat(nx + round(r*hn))
-    P6   table index -> TANH read
-    P7   register g and c - g
-    P8   z * (c - g) (registered multiply)
-    P9   g + round(z*(c-g))
-    P10  c^ = sat(.)
-    P11  compare with theta, soft reset; write c[u]
-    P12  result registered: fire, y, c
+    P1   register the memories' outputs
+    P2   ax + ah for r and z
+    P3   narrow the sums (A -> P)
+    P4   table indices -> SIG reads (r, z)
+    P5   register r, z
+    P6   r * hn (registered multiply)
+    P7   round(r * hn)
+    P8   pn = sat(nx + round(r*hn))
+    P9   table index -> TANH read
+    P10  register g and c - g
+    P11  z * (c - g) (registered multiply)
+    P12  round(z * (c - g))
+    P13  c^ = sat(g + round(.))
+    P14  compare with theta, soft reset; write c[u]
+    P15  result registered: fire, y, c
 """
 
 from amaranth.hdl import Module, Mux, Signal, signed, unsigned
@@ -50,11 +53,11 @@ class PointwiseLane(wiring.Component):
     p0_valid, p0_u : In; a unit enters (its accumulators are read by the MAC lane now).
     acc : In(array of 6 signed(ab)); the MAC lane's ``rd_data`` (valid at P1).
     clr_en, clr_addr : In; write c[clr_addr] = 0 (RESET pass; not while the pipeline runs).
-    out_valid, out_u, out_fire, out_y, out_c : Out; the P12 result.
+    out_valid, out_u, out_fire, out_y, out_c : Out; the P15 result.
     pipe_busy : Out(1); some stage holds a unit.
     """
 
-    stages = 12
+    stages = 15
 
     def __init__(self, *, fmt, units, valid_units, ubits, theta, sig, tanh, theta_id, bank):
         self.fmt, self.units, self.valid_units, self.ubits = fmt, units, valid_units, ubits
@@ -107,76 +110,80 @@ class PointwiseLane(wiring.Component):
                 m.d.sync += r.eq(value)
             return r
 
+        def carry(sig_, name):
+            """The same value, one stage later."""
+            return reg(sig_.shape(), name, sig_)
+
         # P0: read c and theta (the accumulators are read by the MAC lane)
         m.d.comb += [c_rd.addr.eq(u[0]), c_rd.en.eq(adv),
                      th_rd.addr.eq(u[0]), th_rd.en.eq(adv)]
-        # P1: narrow the sums
-        a = self.acc
-        s2_pr = reg(signed(pb), "s2_pr", narrow(a[0] + a[3], f))
-        s2_pz = reg(signed(pb), "s2_pz", narrow(a[1] + a[4], f))
-        s2_hn = reg(signed(pb), "s2_hn", narrow(a[5], f))
-        s2_nx = reg(signed(pb), "s2_nx", narrow(a[2], f))
-        s2_c = reg(signed(sb), "s2_c", c_rd.data)
-        s2_th = reg(signed(sb), "s2_th", th_rd.data)
-        # P2: table indices -> SIG reads
-        m.d.comb += [sig_r.addr.eq(table_index(s2_pr, f)), sig_z.addr.eq(table_index(s2_pz, f)),
+        # P1: register the memories' outputs (block RAM's clock-to-out is ~5.6 ns)
+        a = [reg(signed(f.acc_bits), f"s1_a{k}", self.acc[k]) for k in range(6)]
+        s1_c = reg(signed(sb), "s1_c", c_rd.data)
+        s1_th = reg(signed(sb), "s1_th", th_rd.data)
+        # P2: ax + ah for r and z (ax_n and ah_n stay apart: the reset gate scales ah_n)
+        s2_sr = reg(signed(f.acc_bits + 1), "s2_sr", a[0] + a[3])
+        s2_sz = reg(signed(f.acc_bits + 1), "s2_sz", a[1] + a[4])
+        s2_hn, s2_nx = carry(a[5], "s2_hn"), carry(a[2], "s2_nx")
+        s2_c, s2_th = carry(s1_c, "s2_c"), carry(s1_th, "s2_th")
+        # P3: narrow the sums (A -> P)
+        s3_pr = reg(signed(pb), "s3_pr", narrow(s2_sr, f))
+        s3_pz = reg(signed(pb), "s3_pz", narrow(s2_sz, f))
+        s3_hn = reg(signed(pb), "s3_hn", narrow(s2_hn, f))
+        s3_nx = reg(signed(pb), "s3_nx", narrow(s2_nx, f))
+        s3_c, s3_th = carry(s2_c, "s3_c"), carry(s2_th, "s3_th")
+        # P4: table indices -> SIG reads
+        m.d.comb += [sig_r.addr.eq(table_index(s3_pr, f)), sig_z.addr.eq(table_index(s3_pz, f)),
                      sig_r.en.eq(adv), sig_z.en.eq(adv)]
-        s3_hn = reg(signed(pb), "s3_hn", s2_hn)
-        s3_nx = reg(signed(pb), "s3_nx", s2_nx)
-        s3_c = reg(signed(sb), "s3_c", s2_c)
-        s3_th = reg(signed(sb), "s3_th", s2_th)
-        # P3: register the table outputs (block-RAM clock-to-out is slow)
-        s4_r = reg(unsigned(gb), "s4_r", sig_r.data)       # unsigned: 0 .. 2**gf
-        s4_z = reg(unsigned(gb), "s4_z", sig_z.data)
-        s4_hn = reg(signed(pb), "s4_hn", s3_hn)
-        s4_nx = reg(signed(pb), "s4_nx", s3_nx)
-        s4_c = reg(signed(sb), "s4_c", s3_c)
-        s4_th = reg(signed(sb), "s4_th", s3_th)
-        # P4: r * hn (registered multiply)
-        s5_rh = reg(signed(gb + pb + 1), "s5_rh", s4_r * s4_hn)
-        s5_z = reg(unsigned(gb), "s5_z", s4_z)
-        s5_nx = reg(signed(pb), "s5_nx", s4_nx)
-        s5_c = reg(signed(sb), "s5_c", s4_c)
-        s5_th = reg(signed(sb), "s5_th", s4_th)
-        # P5: pn
-        s6_pn = reg(signed(pb), "s6_pn", sat(s5_nx + rshift_round(s5_rh, gf), pb))
-        s6_z = reg(unsigned(gb), "s6_z", s5_z)
-        s6_c = reg(signed(sb), "s6_c", s5_c)
-        s6_th = reg(signed(sb), "s6_th", s5_th)
-        # P6: table index -> TANH read
-        m.d.comb += [tanh_rd.addr.eq(table_index(s6_pn, f)), tanh_rd.en.eq(adv)]
-        s7_z = reg(unsigned(gb), "s7_z", s6_z)
-        s7_c = reg(signed(sb), "s7_c", s6_c)
-        s7_th = reg(signed(sb), "s7_th", s6_th)
-        # P7: register g and c - g
+        s4_hn, s4_nx = carry(s3_hn, "s4_hn"), carry(s3_nx, "s4_nx")
+        s4_c, s4_th = carry(s3_c, "s4_c"), carry(s3_th, "s4_th")
+        # P5: register the table outputs
+        s5_r = reg(unsigned(gb), "s5_r", sig_r.data)       # unsigned: 0 .. 2**gf
+        s5_z = reg(unsigned(gb), "s5_z", sig_z.data)
+        s5_hn, s5_nx = carry(s4_hn, "s5_hn"), carry(s4_nx, "s5_nx")
+        s5_c, s5_th = carry(s4_c, "s5_c"), carry(s4_th, "s5_th")
+        # P6: r * hn (registered multiply)
+        s6_rh = reg(signed(gb + pb + 1), "s6_rh", s5_r * s5_hn)
+        s6_z, s6_nx = carry(s5_z, "s6_z"), carry(s5_nx, "s6_nx")
+        s6_c, s6_th = carry(s5_c, "s6_c"), carry(s5_th, "s6_th")
+        # P7: round(r * hn)
+        s7_rh = reg(signed(gb + pb + 1 - gf + 1), "s7_rh", rshift_round(s6_rh, gf))
+        s7_z, s7_nx = carry(s6_z, "s7_z"), carry(s6_nx, "s7_nx")
+        s7_c, s7_th = carry(s6_c, "s7_c"), carry(s6_th, "s7_th")
+        # P8: pn = sat(nx + round(r * hn))
+        s8_pn = reg(signed(pb), "s8_pn", sat(s7_nx + s7_rh, pb))
+        s8_z, s8_c, s8_th = carry(s7_z, "s8_z"), carry(s7_c, "s8_c"), carry(s7_th, "s8_th")
+        # P9: table index -> TANH read
+        m.d.comb += [tanh_rd.addr.eq(table_index(s8_pn, f)), tanh_rd.en.eq(adv)]
+        s9_z, s9_c, s9_th = carry(s8_z, "s9_z"), carry(s8_c, "s9_c"), carry(s8_th, "s9_th")
+        # P10: register g and c - g
         g = tanh_rd.data
-        s8_d = reg(signed(sb + 1), "s8_d", s7_c - g)
-        s8_g = reg(signed(sb), "s8_g", g)
-        s8_z = reg(unsigned(gb), "s8_z", s7_z)
-        s8_th = reg(signed(sb), "s8_th", s7_th)
-        # P8: z * (c - g) (registered multiply)
-        s9_zd = reg(signed(gb + sb + 2), "s9_zd", s8_z * s8_d)
-        s9_g = reg(signed(sb), "s9_g", s8_g)
-        s9_th = reg(signed(sb), "s9_th", s8_th)
-        # P9: g + z*(c-g), before saturation
-        s10_t = reg(signed(gb + sb + 3), "s10_t", s9_g + rshift_round(s9_zd, gf))
-        s10_th = reg(signed(sb), "s10_th", s9_th)
-        # P10: c^ = sat(.)
-        s11_ch = reg(signed(sb), "s11_ch", sat(s10_t, sb))
-        s11_th = reg(signed(sb), "s11_th", s10_th)
-        # P11: compare, soft reset; write c
-        ch = s11_ch
-        fire = (ch > s11_th) & (u[11] < self.valid_units)
+        s10_d = reg(signed(sb + 1), "s10_d", s9_c - g)
+        s10_g = reg(signed(sb), "s10_g", g)
+        s10_z, s10_th = carry(s9_z, "s10_z"), carry(s9_th, "s10_th")
+        # P11: z * (c - g) (registered multiply)
+        s11_zd = reg(signed(gb + sb + 2), "s11_zd", s10_z * s10_d)
+        s11_g, s11_th = carry(s10_g, "s11_g"), carry(s10_th, "s11_th")
+        # P12: round(z * (c - g))
+        s12_zr = reg(signed(gb + sb + 2 - gf + 1), "s12_zr", rshift_round(s11_zd, gf))
+        s12_g, s12_th = carry(s11_g, "s12_g"), carry(s11_th, "s12_th")
+        # P13: c^ = sat(g + round(z * (c - g)))
+        s13_ch = reg(signed(sb), "s13_ch", sat(s12_g + s12_zr, sb))
+        s13_th = carry(s12_th, "s13_th")
+        # P14: compare, soft reset; write c
+        W = N - 1
+        ch = s13_ch
+        fire = (ch > s13_th) & (u[W] < self.valid_units)
         cn = Signal(signed(sb))
-        m.d.comb += cn.eq(Mux(fire, ch - s11_th, ch))
+        m.d.comb += cn.eq(Mux(fire, ch - s13_th, ch))
         with m.If(self.clr_en):
             m.d.comb += [c_wr.addr.eq(self.clr_addr), c_wr.data.eq(0), c_wr.en.eq(1)]
         with m.Else():
-            m.d.comb += [c_wr.addr.eq(u[11]), c_wr.data.eq(cn), c_wr.en.eq(v[11] & adv)]
+            m.d.comb += [c_wr.addr.eq(u[W]), c_wr.data.eq(cn), c_wr.en.eq(v[W] & adv)]
         o_fire = reg(1, "o_fire", fire)
         o_y = reg(signed(sb), "o_y", Mux(fire, ch, 0))
         o_c = reg(signed(sb), "o_c", cn)
-        # P12: the result
+        # P15: the result
         m.d.comb += [self.out_valid.eq(v[N]), self.out_u.eq(u[N]), self.out_fire.eq(o_fire),
                      self.out_y.eq(o_y), self.out_c.eq(o_c)]
         busy = v[1]
