@@ -40,15 +40,16 @@ class ColumnStreamer(wiring.Component):
     Members
     -------
     i_stream : In(stream of `col_event_layout`).
-    lanes : Out(array of P `lane_layout`); registered, valid two cycles after a column starts.
+    lanes : Out(array of P `lane_layout`); registered, valid three cycles after a column
+        starts.
     busy : Out(1); an event or entry is in flight.
     wr, wr_en : In; run-time memory writes.
 
-    Latency: an accepted event's first entries reach ``lanes`` 3 cycles later; columns then
+    Latency: an accepted event's first entries reach ``lanes`` 4 cycles later; columns then
     follow back to back.
     """
 
-    stages = 3
+    stages = 4
 
     def __init__(self, *, banks, mats, weight_bits, state_bits, ubits, gated, mem_ids):
         if not 1 <= len(mats) <= 2:
@@ -146,18 +147,20 @@ class ColumnStreamer(wiring.Component):
                              many[b].eq(end[b] - addr[b] > 2)]
             m.d.sync += d_v[b].eq(issue)
 
+        # stage E: the lane words, registered (the entry memory's clock-to-out is ~5.8 ns,
+        # too much to drive the MAC lane's accumulator addresses in the same cycle)
         wb, ub = self.wb, self.ubits
         for b in range(P):
             word = ent_data[b][0] if nm == 1 else Mux(d_mat, ent_data[b][1], ent_data[b][0])
             lane = self.lanes[b]
-            m.d.comb += [lane.valid.eq(d_v[b]), lane.v.eq(d_val),
+            m.d.sync += [lane.valid.eq(d_v[b]), lane.v.eq(d_val),
                          lane.w.eq(word[:wb].as_signed()), lane.addr.eq(word[wb:wb + ub])]
             if self.gated:
-                m.d.comb += lane.sel.eq(word[wb + ub:wb + ub + 2] + d_mat * 3)
+                m.d.sync += lane.sel.eq(word[wb + ub:wb + ub + 2] + d_mat * 3)
             else:
-                m.d.comb += lane.sel.eq(0)
+                m.d.sync += lane.sel.eq(0)
         busy = pend_v | act
         for b in range(P):
-            busy = busy | d_v[b]
+            busy = busy | d_v[b] | self.lanes[b].valid
         m.d.comb += self.busy.eq(busy)
         return m
