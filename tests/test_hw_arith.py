@@ -4,7 +4,7 @@ import numpy as np
 from amaranth.hdl import Module, Signal, signed
 from amaranth.sim import Simulator
 
-from hw.core.arith import narrow, rshift_round, sat, table_index
+from hw.core.arith import exceeds, narrow, rshift_round, sat, table_index
 from hw.fixedpoint import Format
 from hw.fixedpoint import rshift_round as np_rshift_round
 from hw.fixedpoint import sat as np_sat
@@ -59,6 +59,26 @@ def test_sat_exhaustive_small_widths():
             for bits, (os_, ou) in outs.items():
                 assert ctx.get(os_) == int(np_sat(v, bits)), (v, bits)
                 assert ctx.get(ou) == int(np_sat(v + 64, bits)), (v + 64, bits)
+
+    sim = Simulator(m)
+    sim.add_testbench(tb)
+    sim.run()
+
+
+def test_exceeds_small_constants():
+    """exceeds(a - b, k) == (a - b > k) for every pair of 4-bit pointers."""
+    m = Module()
+    a, b = Signal(4), Signal(4)
+    outs = [Signal(name=f"gt{k}") for k in range(3)]
+    m.d.comb += [o.eq(exceeds(a - b, k)) for k, o in enumerate(outs)]
+
+    async def tb(ctx):
+        for av in range(16):
+            for bv in range(16):
+                ctx.set(a, av)
+                ctx.set(b, bv)
+                for k, o in enumerate(outs):
+                    assert ctx.get(o) == int(av - bv > k), (av, bv, k)
 
     sim = Simulator(m)
     sim.add_testbench(tb)

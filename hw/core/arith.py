@@ -2,7 +2,7 @@
 
 from amaranth.hdl import Cat, Const, Mux, Value, signed
 
-__all__ = ["narrow", "rshift_round", "sat", "table_index"]
+__all__ = ["exceeds", "narrow", "rshift_round", "sat", "table_index"]
 
 
 def rshift_round(x, s: int):
@@ -12,6 +12,19 @@ def rshift_round(x, s: int):
     if s < 0:
         return x << (-s)
     return x
+
+
+def exceeds(d, k: int):
+    """``d > k`` for a difference ``d`` (signed, as Amaranth's ``a - b`` is) and a small
+    constant ``k`` in 0..2, read off the bits of ``d``: the subtraction is the only carry
+    chain, not a subtraction followed by a compare."""
+    d = Value.cast(d)
+    if not d.shape().signed or not 0 <= k <= 2 or len(d) < 4:
+        raise ValueError(f"exceeds() takes a signed difference of >= 4 bits and k in 0..2, "
+                         f"got {d.shape()} and {k}")
+    mag = d[:-1]
+    above = {0: mag.any(), 1: mag[1:].any(), 2: mag[2:].any() | (mag[1] & mag[0])}[k]
+    return ~d[-1] & above
 
 
 def sat(x, bits: int):

@@ -9,6 +9,7 @@ from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .arith import exceeds
 from .wport import WriteTap, wwrite_layout
 
 __all__ = ["ColumnStreamer", "col_event_layout", "lane_layout", "wwrite_layout"]
@@ -130,8 +131,9 @@ class ColumnStreamer(wiring.Component):
                          act_mat.eq(pend_mat)]
             m.d.sync += [addr[b].eq(start_sel[b]) for b in range(P)]
             m.d.sync += [end[b].eq(end_sel[b]) for b in range(P)]
-            m.d.sync += [more[b].eq(start_sel[b] < end_sel[b]) for b in range(P)]
-            m.d.sync += [many[b].eq(end_sel[b] - start_sel[b] > 1) for b in range(P)]
+            for b in range(P):
+                left = end_sel[b] - start_sel[b]
+                m.d.sync += [more[b].eq(exceeds(left, 0)), many[b].eq(exceeds(left, 1))]
         with m.Else():
             with m.If(accept):
                 m.d.sync += pend_v.eq(1)
@@ -144,7 +146,7 @@ class ColumnStreamer(wiring.Component):
             issue = act & more[b]
             with m.If(issue & ~load):
                 m.d.sync += [addr[b].eq(addr[b] + 1), more[b].eq(many[b]),
-                             many[b].eq(end[b] - addr[b] > 2)]
+                             many[b].eq(exceeds(end[b] - addr[b], 2))]
             m.d.sync += d_v[b].eq(issue)
 
         # stage E: the lane words, registered (the entry memory's clock-to-out is ~5.8 ns,
