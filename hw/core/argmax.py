@@ -3,10 +3,11 @@
 A single-cycle running maximum over P logits chains P 32-bit comparators and muxes after a
 block-RAM read; on the 85F that path (about 160 logic levels for P = 8) held the whole design
 near 18 MHz. Here each cycle does at most one comparison per candidate pair: one register
-stage for the inputs, a binary tournament with a register per level, then the running best.
+stage for the inputs, a binary tournament with two register stages per level (compare, then
+select), then the running best.
 """
 
-from amaranth.hdl import Module, Signal, signed
+from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -49,7 +50,7 @@ class ArgMax(wiring.Component):
     @property
     def stages(self) -> int:
         """Cycles from a push to its effect on ``best``."""
-        return self.levels + 2
+        return 2 * self.levels + 2
 
     def elaborate(self, platform):
         m = Module()
@@ -65,26 +66,37 @@ class ArgMax(wiring.Component):
                          c.k.eq(self.base + b)]
         valids = [valid]
 
-        # Tournament: the left (lower index) candidate wins unless the right is greater.
+        # Tournament: the left (lower index) candidate wins unless the right is greater. Each
+        # level takes two cycles: the comparison is registered, then the winner selected (a
+        # 32-bit compare followed by a 40-bit 2:1 mux did not fit one cycle at 100 MHz).
+        def delay(sig_):
+            d = Signal.like(sig_)
+            m.d.sync += d.eq(sig_)
+            valids.append(d)
+            return d
+
         level = 0
         while len(row) > 1:
             level += 1
-            nxt = []
+            pairs, nxt = [], []
             for i in range(0, len(row), 2):
-                w = Signal(cand, name=f"t{level}_{i // 2}")
+                a = Signal(cand, name=f"a{level}_{i // 2}")
+                m.d.sync += a.eq(row[i])
                 if i + 1 == len(row):
-                    m.d.sync += w.eq(row[i])
-                else:
-                    a, b = row[i], row[i + 1]
-                    with m.If(b.ok & (~a.ok | (b.v > a.v))):
-                        m.d.sync += w.eq(b)
-                    with m.Else():
-                        m.d.sync += w.eq(a)
+                    pairs.append((a, None, None))
+                    continue
+                b = Signal(cand, name=f"b{level}_{i // 2}")
+                gt = Signal(name=f"gt{level}_{i // 2}")
+                m.d.sync += [b.eq(row[i + 1]),
+                             gt.eq(row[i + 1].ok & (~row[i].ok | (row[i + 1].v > row[i].v)))]
+                pairs.append((a, b, gt))
+            delay(valids[-1])
+            for j, (a, b, gt) in enumerate(pairs):
+                w = Signal(cand, name=f"t{level}_{j}")
+                m.d.sync += w.eq(a if b is None else Mux(gt, b, a))
                 nxt.append(w)
+            delay(valids[-1])
             row = nxt
-            v = Signal(name=f"v{level}")
-            m.d.sync += v.eq(valids[-1])
-            valids.append(v)
 
         # Running best: later rows hold larger indices, so they must be strictly greater.
         best = Signal(cand)
