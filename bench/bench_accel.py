@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from hw.build.report import measurement_key
+
 TEXT = "/work/shared/data/wt2-proxy/test.txt"
 
 
@@ -126,7 +128,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     root = args.build or tempfile.mkdtemp(prefix="bench_accel_")
     sims = ["verilator", "icarus"] if args.sim == "both" else [args.sim]
-    out = {"bundle": str(args.bundle), "sims": {}}
+    out = {"bundle": str(args.bundle), **measurement_key(args.bundle), "sims": {}}
     for i, sim in enumerate(sims):
         ntok = args.tokens if (sim != "icarus" or args.icarus_tokens is None) \
             else args.icarus_tokens

@@ -144,3 +144,31 @@ def test_cycles_per_token_from_bench_or_estimate(tiny, tmp_path):
     got = cycles_per_token(tiny, bench)
     assert got["cycles_per_token"] == 42.5 and "measured" in got["source"]
     assert dense_macs(tiny) == 3 * 8 * (12 + 8) + 12 * 8
+
+
+def test_shipped_benchmark_matches_the_core_and_model():
+    """bench/accel_default.json is what the default build reports as measured cycles per
+    token; it must come from the current core and the shipped model (re-run
+    `python -m bench.bench_accel --bundle models/default --tokens 300 --sim verilator
+    --json bench/accel_default.json` after changing either)."""
+    from hw.build.flow import REPO
+    from hw.build.report import cycles_per_token
+    from hw.bundle import load_bundle
+    res = cycles_per_token(load_bundle(REPO / "models" / "default"))
+    assert res["source"].startswith("measured"), res
+    assert 900 < res["cycles_per_token"] < 1400
+
+
+def test_stale_benchmark_is_not_reported(tiny, tmp_path):
+    """A saved measurement counts only for the bundle and core it was taken on."""
+    from hw.build import report
+    key = report.measurement_key(tiny.path)
+    rows = {"figures": {"rows": [{"part": "total", "measured": 123.0}]}}
+    (tmp_path / "a.json").write_text(json.dumps({**key, **rows}))
+    res = report.cycles_per_token(tiny, bench_dir=tmp_path)
+    assert res == {"cycles_per_token": 123.0,
+                   "source": f"measured in RTL simulation ({tmp_path / 'a.json'})"}
+    for stale in ("core_sha256", "bundle_manifest_sha256"):
+        (tmp_path / "a.json").write_text(json.dumps({**key, stale: "0" * 64, **rows}))
+        assert report.cycles_per_token(tiny, bench_dir=tmp_path)["source"].startswith(
+            "estimate")

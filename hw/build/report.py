@@ -115,29 +115,46 @@ def estimate_cycles(bundle, activity=None) -> dict:
             f"density {density:.2f} ({source}); pipeline latencies not included"}
 
 
-def _bench_files(bundle, bench):
+def measurement_key(bundle_path) -> dict:
+    """What a cycle measurement depends on: the bundle (its manifest, which holds the sha256
+    of every file) and the core's RTL generator sources. A saved benchmark is used for a
+    build only when both match, so a changed model or core never reports stale figures."""
+    import hashlib
+    core = hashlib.sha256()
+    for src in sorted((Path(__file__).resolve().parents[1] / "core").glob("*.py")):
+        core.update(src.name.encode() + b"\0" + src.read_bytes())
+    manifest = Path(bundle_path) / "manifest.json"
+    return {"bundle_manifest_sha256": hashlib.sha256(manifest.read_bytes()).hexdigest(),
+            "core_sha256": core.hexdigest()}
+
+
+BENCH_DIR = Path(__file__).resolve().parents[2] / "bench"
+
+
+def _bench_files(bundle, bench, bench_dir=BENCH_DIR):
     if bench is not None:
         return [Path(bench)]
-    # bench.bench_accel --json output saved in the repository for this bundle
+    # bench.bench_accel --json output saved in the repository for this bundle and this core
+    key = measurement_key(bundle.path)
     found = []
-    for path in sorted((Path(__file__).resolve().parents[2] / "bench").glob("*.json")):
+    for path in sorted(Path(bench_dir).glob("*.json")):
         try:
             data = json.loads(path.read_text())
-            if Path(data.get("bundle", "")).resolve() == Path(bundle.path).resolve():
+            if all(data.get(k) == v for k, v in key.items()):
                 found.append(path)
         except (ValueError, OSError, TypeError):
             continue
     return found
 
 
-def cycles_per_token(bundle, bench=None, activity=None) -> dict:
+def cycles_per_token(bundle, bench=None, activity=None, bench_dir=BENCH_DIR) -> dict:
     """Measured cycles per token from a benchmark JSON (``--bench``, or a bench/*.json
     written by ``python -m bench.bench_accel --json`` for this bundle), else the estimate.
 
     Accepted: bench_accel's ``figures.rows`` (the "total" row's ``measured``), or a key
     ``cycles_per_token`` / ``mean_cycles`` anywhere in the file.
     """
-    for path in _bench_files(bundle, bench):
+    for path in _bench_files(bundle, bench, bench_dir):
         if not path.exists():
             continue
         data = json.loads(path.read_text())
