@@ -1,6 +1,6 @@
 """The accelerator top: host stream interface, input event queue, layer sequencing, readout."""
 
-from amaranth.hdl import Cat, Module, Signal, signed
+from amaranth.hdl import Module, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
@@ -11,7 +11,8 @@ from .events import event_layout
 from .layer import Layer, trace_layout
 from .params import core_params, mem_ids
 from .readout import Readout, out_word_layout
-from .wport import WRITE_LATENCY
+from .skid import SkidBuffer
+from .wport import write_latency
 
 #: cycles after a step's last output word until ``counters`` include that step (the counters
 #: register their inputs twice; see `hw.core.counters.Counters`)
@@ -93,17 +94,24 @@ class Accelerator(wiring.Component):
         if p.readout is not None:
             m.submodules.readout = ro = Readout(p.readout, p, ids)
         m.submodules.counters = cnt = Counters(parts=L + 1, lanes=p.banks)
+        # output words leave through a skid buffer: the host side's ready stops there
+        m.submodules.out = out = SkidBuffer(out_word_layout(f.acc_bits))
+        wiring.connect(m, out.o, wiring.flipped(self.o_stream))
         m.d.comb += [self.counters.eq(cnt.counters), self.layer_counters.eq(cnt.part_counters)]
 
-        # run-time writes: registered here, and once more in every block (hw.core.wport)
+        # run-time writes: registered here, then carried by every block's chain (hw.core.wport)
         wr = Signal(wwrite_layout())
         wr_en = Signal()
         m.d.sync += [wr.eq(self.w_stream.payload),
                      wr_en.eq(self.w_stream.valid & self.w_stream.ready)]
-        wr_busy = Signal()   # a write accepted in the last WRITE_LATENCY cycles
-        wr_hist = Signal(WRITE_LATENCY)
-        m.d.sync += wr_hist.eq(Cat(self.w_stream.valid & self.w_stream.ready, wr_hist[:-1]))
-        m.d.comb += wr_busy.eq(self.w_stream.valid | wr_hist.any())
+        # a write lands write_latency(P) cycles after its handshake: no command until then
+        wr_wait = Signal(range(write_latency(p.banks) + 1))
+        wr_busy = Signal()
+        with m.If(self.w_stream.valid & self.w_stream.ready):
+            m.d.sync += wr_wait.eq(write_latency(p.banks))
+        with m.Elif(wr_wait != 0):
+            m.d.sync += wr_wait.eq(wr_wait - 1)
+        m.d.comb += wr_busy.eq(self.w_stream.valid | (wr_wait != 0))
         for blk in layers + ([ro] if ro is not None else []):
             m.d.comb += [blk.wr.eq(wr), blk.wr_en.eq(wr_en)]
 
@@ -118,7 +126,7 @@ class Accelerator(wiring.Component):
         if ro is not None:
             wiring.connect(m, layers[-1].o_fwd, ro.i_stream)
             m.d.comb += [ro.i_busy.eq(layers[-1].fwd_busy), ro.emit_logits.eq(self.emit_logits)]
-            wiring.connect(m, ro.o_stream, wiring.flipped(self.o_stream))
+            wiring.connect(m, ro.o_stream, out.i)
 
         # trace: only one layer is in its pointwise pass at a time
         if self.trace:
@@ -149,7 +157,7 @@ class Accelerator(wiring.Component):
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += self.w_stream.ready.eq(1)
-                # commands wait for pending weight writes to land (WRITE_LATENCY)
+                # commands wait for pending weight writes to land (hw.core.wport)
                 with m.If(wr_busy):
                     pass
                 with m.Elif((cmd.op == Op.EVENT) | (cmd.op == Op.STEP_TOKEN)):
@@ -195,10 +203,10 @@ class Accelerator(wiring.Component):
                         m.next = "ACK"
             with m.State("ACK"):
                 # no readout: one acknowledgement word (kind 1, data -1, last 1)
-                m.d.comb += [self.busy.eq(1), cnt.running.eq(1), self.o_stream.valid.eq(1),
-                             self.o_stream.payload.data.eq(-1),
-                             self.o_stream.payload.kind.eq(1), self.o_stream.payload.last.eq(1)]
-                with m.If(self.o_stream.ready):
+                m.d.comb += [self.busy.eq(1), cnt.running.eq(1), out.i.valid.eq(1),
+                             out.i.payload.data.eq(-1),
+                             out.i.payload.kind.eq(1), out.i.payload.last.eq(1)]
+                with m.If(out.i.ready):
                     m.d.comb += cnt.step_end.eq(1)
                     m.next = "IDLE"
             with m.State("RST"):

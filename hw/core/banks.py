@@ -10,7 +10,7 @@ from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .arith import exceeds
-from .wport import WriteTap, wwrite_layout
+from .wport import WriteChain, wwrite_layout
 
 __all__ = ["ColumnStreamer", "col_event_layout", "lane_layout", "wwrite_layout"]
 
@@ -103,7 +103,7 @@ class ColumnStreamer(wiring.Component):
         start_sel = [Signal(self.addr_bits, name=f"start_sel{b}") for b in range(P)]
         end_sel = [Signal(self.addr_bits, name=f"end_sel{b}") for b in range(P)]
         ent_data = [[] for _ in range(P)]
-        tap = WriteTap(m, self.wr, self.wr_en, "st")
+        chain = WriteChain("st")
         for k, mt in enumerate(self.mats):
             ptr_id, ent_id = self.mem_ids[k]
             for b in range(P):
@@ -122,9 +122,9 @@ class ColumnStreamer(wiring.Component):
                 m.d.comb += er.addr.eq(addr[b])
                 ent_data[b].append(er.data)
                 for mem_, wid in ((pm, ptr_id), (em, ent_id)):
-                    wp = mem_.write_port()
-                    en = tap.enable(lambda w, wid=wid, b=b: (w.mem == wid) & (w.bank == b))
-                    m.d.comb += [wp.addr.eq(tap.q.addr), wp.data.eq(tap.q.data), wp.en.eq(en)]
+                    chain.add(mem_.write_port(),
+                              lambda w, wid=wid, b=b: (w.mem == wid) & (w.bank == b), key=b)
+        chain.build(m, self.wr, self.wr_en)
 
         with m.If(load):
             m.d.sync += [pend_v.eq(accept), act.eq(1), act_val.eq(pend_val),

@@ -146,6 +146,8 @@ class Layer(wiring.Component):
             m.d.comb += [pws[b].adv.eq(adv), pws[b].p0_valid.eq(issue), pws[b].p0_u.eq(u),
                          pws[b].clr_en.eq(clr), pws[b].clr_addr.eq(u),
                          macs[b].ext.eq(ext), macs[b].rd_addr.eq(u)]
+            # without trace back-pressure (adv == 1) the read ports need no enable
+            m.d.comb += macs[b].rd_hold.eq(~adv)
             with m.If(clr):
                 m.d.comb += [macs[b].rd_en.eq(1), macs[b].rd_mask.eq(0b111111)]
             with m.Else():

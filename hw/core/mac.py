@@ -27,7 +27,7 @@ from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from .banks import lane_layout
-from .wport import WriteTap, wwrite_layout
+from .wport import WriteChain, wwrite_layout
 
 __all__ = ["MacLane"]
 
@@ -51,7 +51,12 @@ class MacLane(wiring.Component):
     i : In(`lane_layout`); an entry (when ``i.valid``) in the accumulation phase.
     ext : In(1); 1 hands the accumulator read ports to ``rd_*`` (pointwise / readout phase).
     rd_en, rd_addr, rd_mask : In; read all slots at ``rd_addr``; data on ``rd_data`` the next
-        cycle and held until the next ``rd_en``; bias write-back of ``rd_mask`` slots then.
+        cycle; bias write-back of ``rd_mask`` slots then.
+    rd_hold : In(1); 1: ``rd_data`` holds until the next ``rd_en`` (the readout's stalled scan
+        reads it again). 0: the read ports read ``rd_addr`` every cycle while ``ext``, so the
+        many read-data flip-flops need no enable, and ``rd_en`` (a decoded FSM signal) drives
+        only the write-back registers: a consumer that registers ``rd_data`` in the cycle
+        after ``rd_en`` (the pointwise lane) sees the same data.
     rd_data : Out(array of ``slots`` signed(ab)).
     busy : Out(1); an entry is in flight (not yet written back).
     """
@@ -66,6 +71,7 @@ class MacLane(wiring.Component):
             "i": In(lane_layout(fmt.weight_bits, fmt.state_bits, ubits)),
             "ext": In(1),
             "rd_en": In(1), "rd_addr": In(unsigned(ubits)), "rd_mask": In(slots),
+            "rd_hold": In(1),
             "rd_data": Out(data.ArrayLayout(signed(ab), slots)),
             "busy": Out(1),
             "wr": In(wwrite_layout()), "wr_en": In(1),
@@ -135,7 +141,7 @@ class MacLane(wiring.Component):
         # M3: add (the entry just before, now in M4, forwards its sum straight from p4_sum)
         m.d.sync += p4_sum.eq(Mux(h3, p4_sum, p3_old) + p3_prod)
 
-        tap = WriteTap(m, self.wr, self.wr_en, "mac")
+        chain = WriteChain("mac")
         for s in range(S):
             am = memory.Memory(shape=signed(ab), depth=depth, init=self.bias[s])
             bm = memory.Memory(shape=signed(ab), depth=depth, init=self.bias[s])
@@ -143,9 +149,10 @@ class MacLane(wiring.Component):
             m.submodules[f"bias{s}"] = bm
             ar, aw = am.read_port(), am.write_port()
             br, bw = bm.read_port(), bm.write_port()
-            m.d.comb += [br.addr.eq(self.rd_addr), br.en.eq(self.rd_en)]
+            port_en = self.rd_en | ~self.rd_hold
+            m.d.comb += [br.addr.eq(self.rd_addr), br.en.eq(port_en)]
             with m.If(self.ext):
-                m.d.comb += [ar.addr.eq(self.rd_addr), ar.en.eq(self.rd_en)]
+                m.d.comb += [ar.addr.eq(self.rd_addr), ar.en.eq(port_en)]
             with m.Else():
                 m.d.comb += [ar.addr.eq(self.i.addr), ar.en.eq(1)]
             m.d.comb += self.rd_data[s].eq(ar.data)
@@ -163,7 +170,7 @@ class MacLane(wiring.Component):
             else:
                 def hit(w, wid=self.bias_ids[0]):
                     return (w.mem == wid) & (w.bank == self.bank)
-            m.d.comb += [bw.addr.eq(tap.q.addr[:ub]), bw.data.eq(tap.q.data.as_signed()),
-                         bw.en.eq(tap.enable(hit))]
+            chain.add(bw, hit)
+        chain.build(m, self.wr, self.wr_en)
         m.d.comb += self.busy.eq(p1[0] | p2[0] | p3[0] | p4[0])
         return m

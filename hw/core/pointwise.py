@@ -30,7 +30,7 @@ from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from .arith import narrow, rshift_round, sat, table_index
-from .wport import WriteTap, wwrite_layout
+from .wport import WriteChain, wwrite_layout
 
 __all__ = ["PointwiseLane"]
 
@@ -90,10 +90,9 @@ class PointwiseLane(wiring.Component):
         c_rd, c_wr = c_mem.read_port(), c_mem.write_port()
         th_rd, th_wr = th_mem.read_port(), th_mem.write_port()
         sig_r, sig_z, tanh_rd = sig.read_port(), sig.read_port(), tanh.read_port()
-        tap = WriteTap(m, self.wr, self.wr_en, "pw")
-        m.d.comb += [th_wr.addr.eq(tap.q.addr), th_wr.data.eq(tap.q.data),
-                     th_wr.en.eq(tap.enable(lambda w: (w.mem == self.theta_id) &
-                                                      (w.bank == self.bank)))]
+        chain = WriteChain("pw")
+        chain.add(th_wr, lambda w: (w.mem == self.theta_id) & (w.bank == self.bank))
+        chain.build(m, self.wr, self.wr_en)
 
         N = self.stages
         v = [Signal(name=f"v{k}") for k in range(N + 1)]

@@ -82,7 +82,7 @@ class Readout(wiring.Component):
         bsel = Signal(range(max(2, P)))
         ext, rd = Signal(), Signal()
         for mac in macs:
-            m.d.comb += [mac.ext.eq(ext), mac.rd_en.eq(rd), mac.rd_addr.eq(u),
+            m.d.comb += [mac.ext.eq(ext), mac.rd_en.eq(rd), mac.rd_addr.eq(u), mac.rd_hold.eq(1),
                          mac.rd_mask.eq(1)]
 
         # top-1: a pipelined arg-max (a P-long compare chain here limited Fmax to ~18 MHz)

@@ -1,0 +1,44 @@
+"""A two-entry stream register whose ``ready`` towards the producer is a flip-flop.
+
+Put between two blocks, it cuts both the forward path (valid, payload) and the backward one
+(ready): without it the consumer's ready travelled combinationally into the producer's
+next-state logic (for the readout: the host engine's state, through ``o_stream.ready``, into
+the logit scan's read address), one path across both blocks.
+"""
+
+from amaranth.hdl import Module, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["SkidBuffer"]
+
+
+class SkidBuffer(wiring.Component):
+    """``i`` -> ``o`` with one cycle of latency and full throughput.
+
+    ``main`` holds the word on ``o``; ``skid`` catches the word accepted in the cycle in
+    which ``o`` stalled (``i.ready`` is ``~skid_v``, a register, so it cannot know the stall
+    in time). Order is kept: ``skid`` always drains into ``main`` first.
+    """
+
+    def __init__(self, shape):
+        self.shape = shape
+        super().__init__({"i": In(stream.Signature(shape)), "o": Out(stream.Signature(shape))})
+
+    def elaborate(self, platform):
+        m = Module()
+        main_v, skid_v = Signal(), Signal()
+        main_d, skid_d = Signal(self.shape), Signal(self.shape)
+        take = self.i.valid & self.i.ready
+        m.d.comb += [self.i.ready.eq(~skid_v), self.o.valid.eq(main_v),
+                     self.o.payload.eq(main_d)]
+        with m.If(self.o.ready | ~main_v):          # main is free for the next word
+            with m.If(skid_v):
+                m.d.sync += [main_d.eq(skid_d), main_v.eq(1), skid_v.eq(0)]
+            with m.Elif(take):
+                m.d.sync += [main_d.eq(self.i.payload), main_v.eq(1)]
+            with m.Else():
+                m.d.sync += main_v.eq(0)
+        with m.Elif(take):                           # main stalled: park the new word
+            m.d.sync += [skid_d.eq(self.i.payload), skid_v.eq(1)]
+        return m
