@@ -87,8 +87,10 @@ class ArgMax(wiring.Component):
                     continue
                 b = Signal(cand, name=f"b{level}_{i // 2}")
                 gt = Signal(name=f"gt{level}_{i // 2}")
+                # b > a as the sign of a - b: one carry chain, then one LUT with the oks
+                diff = row[i].v - row[i + 1].v
                 m.d.sync += [b.eq(row[i + 1]),
-                             gt.eq(row[i + 1].ok & (~row[i].ok | (row[i + 1].v > row[i].v)))]
+                             gt.eq(row[i + 1].ok & (~row[i].ok | diff[-1]))]
                 pairs.append((a, b, gt))
             delay(valids[-1])
             for j, (a, b, gt) in enumerate(pairs):

@@ -139,6 +139,8 @@ class Layer(wiring.Component):
         # issue == (u < U) in the PW state, kept in a flip-flop: it drives the read enables
         # of every lane's accumulator memories, so it should not start with a comparator
         pw_more = Signal()
+        # ext == (state is PW or CLR), kept in a flip-flop set and cleared on the transitions:
+        # it selects every MAC lane's accumulator read address
         ext = Signal()
         clr = Signal()
         wb_mask = 0b111000 if lp.persistent else 0b111111
@@ -171,7 +173,7 @@ class Layer(wiring.Component):
                     m.d.comb += store.rec_start.eq(1)
                     m.next = "ACC_GO"
                 with m.Elif(self.reset):
-                    m.d.sync += u.eq(0)
+                    m.d.sync += [u.eq(0), ext.eq(1)]
                     m.next = "CLR"
             with m.State("ACC_GO"):
                 m.d.comb += [accum.eq(1), self.busy.eq(1)]
@@ -179,20 +181,22 @@ class Layer(wiring.Component):
             with m.State("ACC"):
                 m.d.comb += [accum.eq(1), self.busy.eq(1)]
                 with m.If(acc_idle & self.i_final):
-                    m.d.sync += [u.eq(0), pw_more.eq(1)]
+                    m.d.sync += [u.eq(0), pw_more.eq(1), ext.eq(1)]
                     m.d.comb += [store.clear.eq(1), self.pw_start.eq(1)]
                     m.next = "PW"
             with m.State("PW"):
-                m.d.comb += [ext.eq(1), self.busy.eq(1), issue.eq(pw_more),
+                m.d.comb += [self.busy.eq(1), issue.eq(pw_more),
                              store.fwd_hold.eq(1)]
                 with m.If(issue & adv):
                     m.d.sync += [u.eq(u + 1), pw_more.eq(u < U - 1)]
                 with m.If((u == U) & ~pipe_busy):
+                    m.d.sync += ext.eq(0)
                     m.next = "DONE"
             with m.State("CLR"):
-                m.d.comb += [ext.eq(1), clr.eq(1), self.busy.eq(1), store.clear.eq(1)]
+                m.d.comb += [clr.eq(1), self.busy.eq(1), store.clear.eq(1)]
                 m.d.sync += u.eq(u + 1)
                 with m.If(u == U - 1):
+                    m.d.sync += ext.eq(0)
                     m.next = "DONE"
             with m.State("DONE"):
                 m.d.comb += [self.done.eq(1), self.busy.eq(1)]
