@@ -30,8 +30,10 @@ from pathlib import Path
 import numpy as np
 
 from hw.build.report import measurement_key
+from sw.atomic import atomic_write_text
+from sw.data import default_data_dir
 
-TEXT = "/work/shared/data/wt2-proxy/test.txt"
+TEXT = str(default_data_dir() / "test.txt")   # the wt2-proxy test split ($EGRU_DATA)
 
 
 def bounds(bundle, expected):
@@ -126,6 +128,9 @@ def main(argv=None) -> int:
     ap.add_argument("--build", default=None, help="build folder (default: a temporary one)")
     ap.add_argument("--json", default=None, help="also write the figures as JSON here")
     args = ap.parse_args(argv)
+    if not Path(TEXT).is_file():
+        ap.error(f"no test text at {TEXT}: set EGRU_DATA to a folder with the wt2-proxy "
+                 f"test.txt")
     root = args.build or tempfile.mkdtemp(prefix="bench_accel_")
     sims = ["verilator", "icarus"] if args.sim == "both" else [args.sim]
     out = {"bundle": str(args.bundle), **measurement_key(args.bundle), "sims": {}}
@@ -143,7 +148,7 @@ def main(argv=None) -> int:
         if i == 0:
             out["figures"] = report(bundle, scen, rep)
     if args.json:
-        Path(args.json).write_text(json.dumps(out, indent=1) + "\n")
+        atomic_write_text(args.json, json.dumps(out, indent=1) + "\n")
     return 0
 
 

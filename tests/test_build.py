@@ -33,6 +33,14 @@ def test_unknown_device_lists_supported(capsys):
         BOARDS["icebreaker"].device("85F")
 
 
+def test_malformed_pnr_opts_refused_before_building(capsys, tmp_path):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["--board", "ulx3s", "--out", str(tmp_path / "o"), "--pnr-opts", '"bad'])
+    assert exc.value.code == 2
+    assert "No closing quotation" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
 def test_missing_bundle_is_a_clear_error(tmp_path, capsys):
     rc = cli.main(["--board", "ulx3s", "--bundle", str(tmp_path / "none"),
                    "--out", str(tmp_path / "out")])

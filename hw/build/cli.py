@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 
 from .boards import BOARDS, BoardError
@@ -62,6 +63,11 @@ def main(argv=None) -> int:
     if args.device is not None and args.device not in board.devices:
         parser().error(f"board {args.board} has no device {args.device!r}; supported: "
                        f"{', '.join(board.devices)}")
+    try:
+        shlex.split(args.pnr_opts)
+    except ValueError as exc:
+        parser().error(f"--pnr-opts {args.pnr_opts!r} is not a valid option string ({exc}); "
+                       f"quote it whole, e.g. --pnr-opts=\"--router router1\"")
     opts = BuildOptions(board=args.board, device=args.device, bundle=args.bundle,
                         clock_mhz=args.clock, out=args.out, baud=args.baud,
                         program=args.program, strict_timing=args.strict_timing,

@@ -5,6 +5,7 @@ Written after every build as ``report.json`` and ``report.md`` in the output fol
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -119,7 +120,6 @@ def measurement_key(bundle_path) -> dict:
     """What a cycle measurement depends on: the bundle (its manifest, which holds the sha256
     of every file) and the core's RTL generator sources. A saved benchmark is used for a
     build only when both match, so a changed model or core never reports stale figures."""
-    import hashlib
     core = hashlib.sha256()
     for src in sorted((Path(__file__).resolve().parents[1] / "core").glob("*.py")):
         core.update(src.name.encode() + b"\0" + src.read_bytes())

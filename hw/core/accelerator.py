@@ -158,12 +158,8 @@ class Accelerator(wiring.Component):
             with m.State("IDLE"):
                 m.d.comb += self.w_stream.ready.eq(1)
                 # commands wait for pending weight writes to land (hw.core.wport)
-                with m.If(wr_busy):
-                    pass
-                with m.Elif((cmd.op == Op.EVENT) | (cmd.op == Op.STEP_TOKEN)):
-                    m.d.comb += self.i_stream.ready.eq(fifo.w_rdy)
-                with m.Else():
-                    m.d.comb += self.i_stream.ready.eq(1)
+                queued = (cmd.op == Op.EVENT) | (cmd.op == Op.STEP_TOKEN)
+                m.d.comb += self.i_stream.ready.eq(~wr_busy & (~queued | fifo.w_rdy))
                 m.d.comb += fifo.w_data.eq(cmd.index | (cmd.value.as_unsigned() << 16))
                 with m.If(cmd.op == Op.STEP_TOKEN):
                     m.d.comb += fifo.w_data.eq(cmd.index | ((1 << f.state_frac) << 16))

@@ -43,9 +43,6 @@ class WriteChain:
     def add(self, port, hit, key=0):
         self.targets.append((key, len(self.targets), port, hit))
 
-    def __len__(self):
-        return len(self.targets)
-
     def build(self, m, wr, wr_en):
         targets = [t[2:] for t in sorted(self.targets, key=lambda t: (t[0], t[1]))]
         n = len(targets)
