@@ -9,10 +9,10 @@ from .banks import wwrite_layout
 from .counters import Counters, counters_layout, part_counters_layout
 from .events import event_layout
 from .layer import Layer, trace_layout
-from .params import core_params, mem_ids
+from .params import core_params, mem_ids, write_bus
 from .readout import Readout, out_word_layout
 from .skid import SkidBuffer
-from .wport import write_latency
+from .wport import chain_blocks
 
 #: cycles after a step's last output word until ``counters`` include that step (the counters
 #: register their inputs twice; see `hw.core.counters.Counters`)
@@ -63,6 +63,10 @@ class Accelerator(wiring.Component):
         p = self.params
         f = p.fmt
         self.L = len(p.layers)
+        #: cycles from a ``w_stream`` handshake until the write has landed in its memory, at
+        #: most: this block's register, then the whole chain (hw.core.wport)
+        self.write_latency = 1 + self.L * Layer.chain_hops(p.banks) + \
+            (Readout.chain_hops(p.banks) if p.readout is not None else 0)
         members = {
             "i_stream": In(stream.Signature(in_cmd_layout(f.state_bits))),
             "o_stream": Out(stream.Signature(out_word_layout(f.acc_bits))),
@@ -99,21 +103,28 @@ class Accelerator(wiring.Component):
         wiring.connect(m, out.o, wiring.flipped(self.o_stream))
         m.d.comb += [self.counters.eq(cnt.counters), self.layer_counters.eq(cnt.part_counters)]
 
-        # run-time writes: registered here, then carried by every block's chain (hw.core.wport)
-        wr = Signal(wwrite_layout())
+        # run-time writes: registered here, narrowed to the chain's payload, then carried
+        # block by block (hw.core.wport); a write whose fields do not fit matches no memory
+        # and is dropped here
+        bus = write_bus(p)
+        wr = Signal(bus)
         wr_en = Signal()
-        m.d.sync += [wr.eq(self.w_stream.payload),
-                     wr_en.eq(self.w_stream.valid & self.w_stream.ready)]
-        # a write lands write_latency(P) cycles after its handshake: no command until then
-        wr_wait = Signal(range(write_latency(p.banks) + 1))
+        hw_ = self.w_stream.payload
+        fits = ((hw_.mem >> len(wr.mem)) == 0) & ((hw_.bank >> len(wr.bank)) == 0) & \
+            ((hw_.addr >> len(wr.addr)) == 0) & ((hw_.data >> len(wr.data)) == 0)
+        m.d.sync += [wr.mem.eq(hw_.mem), wr.bank.eq(hw_.bank), wr.addr.eq(hw_.addr),
+                     wr.data.eq(hw_.data),
+                     wr_en.eq(self.w_stream.valid & self.w_stream.ready & fits)]
+        blocks = layers + ([ro] if ro is not None else [])
+        chain_blocks(m, wr, wr_en, blocks)
+        # a write lands within `write_latency` cycles of its handshake: no command until then
+        wr_wait = Signal(range(self.write_latency + 1))
         wr_busy = Signal()
         with m.If(self.w_stream.valid & self.w_stream.ready):
-            m.d.sync += wr_wait.eq(write_latency(p.banks))
+            m.d.sync += wr_wait.eq(self.write_latency)
         with m.Elif(wr_wait != 0):
             m.d.sync += wr_wait.eq(wr_wait - 1)
         m.d.comb += wr_busy.eq(self.w_stream.valid | (wr_wait != 0))
-        for blk in layers + ([ro] if ro is not None else []):
-            m.d.comb += [blk.wr.eq(wr), blk.wr_en.eq(wr_en)]
 
         # input queue -> layer 0
         fifo_out = data.View(ev_layout, fifo.r_data)
@@ -142,7 +153,6 @@ class Accelerator(wiring.Component):
         cmd = self.i_stream.payload
         # Every layer (and the readout) starts at the beginning of the step and streams its
         # recurrent events at once; its input becomes final when the part below is done.
-        blocks = layers + ([ro] if ro is not None else [])
         fin = [Signal(name=f"fin{k}") for k in range(len(blocks))]   # part k is done
         src = [Signal(name=f"src{k}") for k in range(len(blocks))]   # part k's input started
         m.d.comb += layers[0].i_final.eq(1)

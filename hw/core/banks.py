@@ -10,7 +10,7 @@ from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .arith import exceeds
-from .wport import WriteChain, wwrite_layout
+from .wport import WriteChain, write_members, wwrite_layout
 
 __all__ = ["ColumnStreamer", "col_event_layout", "lane_layout", "wwrite_layout"]
 
@@ -37,6 +37,7 @@ class ColumnStreamer(wiring.Component):
     ubits : width of a local row address in an entry word.
     gated : entries carry a 2-bit gate field above the address (layer matrices).
     mem_ids : per matrix (ptr_id, ent_id) for run-time writes through ``wr``.
+    bus : the write chain's payload layout (`hw.core.wport.bus_layout`).
 
     Members
     -------
@@ -44,7 +45,8 @@ class ColumnStreamer(wiring.Component):
     lanes : Out(array of P `lane_layout`); registered, valid three cycles after a column
         starts.
     busy : Out(1); an event or entry is in flight.
-    wr, wr_en : In; run-time memory writes.
+    wr, wr_en, wr_o, wr_o_en : the write chain through the banks (`write_hops` = P
+        registers, one per bank).
 
     Latency: an accepted event's first entries reach ``lanes`` 4 cycles later; columns then
     follow back to back.
@@ -52,18 +54,20 @@ class ColumnStreamer(wiring.Component):
 
     stages = 4
 
-    def __init__(self, *, banks, mats, weight_bits, state_bits, ubits, gated, mem_ids):
+    def __init__(self, *, banks, mats, weight_bits, state_bits, ubits, gated, mem_ids,
+                 bus=None):
         if not 1 <= len(mats) <= 2:
             raise ValueError(f"a streamer serves 1 or 2 matrices, got {len(mats)}")
         self.banks, self.mats, self.wb, self.sb = banks, mats, weight_bits, state_bits
         self.ubits, self.gated, self.mem_ids = ubits, gated, mem_ids
+        self.write_hops = banks
         self.col_bits = max(1, max(mt.columns for mt in mats).bit_length())
         self.addr_bits = max(mt.ptr_bits for mt in mats)
         super().__init__({
             "i_stream": In(stream.Signature(col_event_layout(self.col_bits, state_bits))),
             "lanes": Out(data.ArrayLayout(lane_layout(weight_bits, state_bits, ubits), banks)),
             "busy": Out(1),
-            "wr": In(wwrite_layout()), "wr_en": In(1),
+            **write_members(bus),
         })
 
     def elaborate(self, platform):
@@ -124,7 +128,7 @@ class ColumnStreamer(wiring.Component):
                 for mem_, wid in ((pm, ptr_id), (em, ent_id)):
                     chain.add(mem_.write_port(),
                               lambda w, wid=wid, b=b: (w.mem == wid) & (w.bank == b), key=b)
-        chain.build(m, self.wr, self.wr_en)
+        chain.build(m, self.wr, self.wr_en, self.wr_o, self.wr_o_en)
 
         with m.If(load):
             m.d.sync += [pend_v.eq(accept), act.eq(1), act_val.eq(pend_val),

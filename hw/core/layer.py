@@ -5,10 +5,12 @@ from amaranth.hdl import Module, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .banks import ColumnStreamer, wwrite_layout
+from .banks import ColumnStreamer
 from .events import EventStore, event_layout
 from .mac import MacLane
+from .params import write_bus
 from .pointwise import PointwiseLane
+from .wport import chain_blocks, write_members
 
 __all__ = ["Layer", "trace_layout"]
 
@@ -56,11 +58,15 @@ class Layer(wiring.Component):
     fwd_start, fwd_busy, o_fwd : this step's events for the next layer / the readout.
     o_trace : Out(stream of `trace_layout`).
     ev_inc, mac_inc : Out; events accepted / entries streamed this cycle (counters).
+    wr, wr_en, wr_o, wr_o_en : the write chain (`hw.core.wport`) through the streamer's
+        banks, then lane by lane through the MAC and pointwise lanes (`write_hops`).
     """
 
     def __init__(self, lp, params, ids, *, trace=False):
         self.lp, self.params, self.ids, self.trace = lp, params, ids, trace
         P, sb = params.banks, params.fmt.state_bits
+        self.bus = write_bus(params)
+        self.write_hops = self.chain_hops(P)
         ev = stream.Signature(event_layout(sb))
         super().__init__({
             "start": In(1), "reset": In(1), "done": Out(1), "busy": Out(1),
@@ -69,8 +75,13 @@ class Layer(wiring.Component):
             "fwd_start": In(1), "fwd_busy": Out(1), "o_fwd": Out(ev),
             "o_trace": Out(stream.Signature(trace_layout(P, sb))),
             "ev_inc": Out(1), "mac_inc": Out(range(P + 1)),
-            "wr": In(wwrite_layout()), "wr_en": In(1),
+            **write_members(self.bus),
         })
+
+    @staticmethod
+    def chain_hops(banks: int) -> int:
+        """Write-chain registers of a layer: one per streamer bank, MAC and pointwise lane."""
+        return banks * (1 + MacLane.write_hops + PointwiseLane.write_hops)
 
     def elaborate(self, platform):
         m = Module()
@@ -80,7 +91,7 @@ class Layer(wiring.Component):
 
         m.submodules.streamer = st = ColumnStreamer(
             banks=P, mats=[lp.w, lp.r], weight_bits=f.weight_bits, state_bits=f.state_bits,
-            ubits=lp.ubits, gated=True,
+            ubits=lp.ubits, gated=True, bus=self.bus,
             mem_ids=[(ids[f"l{k}.w.ptr"], ids[f"l{k}.w.ent"]),
                      (ids[f"l{k}.r.ptr"], ids[f"l{k}.r.ent"])])
         m.submodules.store = store = EventStore(banks=P, state_bits=f.state_bits,
@@ -89,18 +100,19 @@ class Layer(wiring.Component):
         for b in range(P):
             mac = MacLane(slots=6, depth=U, fmt=f, ubits=lp.ubits, bank=b,
                           bias=lp.bx[b] + lp.bh[b],
-                          bias_ids=(ids[f"l{k}.bx"], ids[f"l{k}.bh"]))
+                          bias_ids=(ids[f"l{k}.bx"], ids[f"l{k}.bh"]), bus=self.bus)
             pw = PointwiseLane(fmt=f, units=U, valid_units=-(-(lp.hidden - b) // P),
                                ubits=lp.ubits, theta=lp.theta[b], sig=prm.sig, tanh=prm.tanh,
-                               theta_id=ids[f"l{k}.theta"], bank=b)
+                               theta_id=ids[f"l{k}.theta"], bank=b, bus=self.bus)
             m.submodules[f"mac{b}"] = mac
             m.submodules[f"pw{b}"] = pw
             macs.append(mac)
             pws.append(pw)
-            m.d.comb += [mac.i.eq(st.lanes[b]), pw.acc.eq(mac.rd_data),
-                         mac.wr.eq(self.wr), mac.wr_en.eq(self.wr_en),
-                         pw.wr.eq(self.wr), pw.wr_en.eq(self.wr_en)]
-        m.d.comb += [st.wr.eq(self.wr), st.wr_en.eq(self.wr_en)]
+            m.d.comb += [mac.i.eq(st.lanes[b]), pw.acc.eq(mac.rd_data)]
+        # the write chain: streamer banks, then MAC lane b and pointwise lane b, b = 0..P-1
+        wr_o, wr_o_en = chain_blocks(m, self.wr, self.wr_en,
+                                     [st] + [x for pair in zip(macs, pws) for x in pair])
+        m.d.comb += [self.wr_o.eq(wr_o), self.wr_o_en.eq(wr_o_en)]
 
         # forward reader
         m.d.comb += [store.fwd_start.eq(self.fwd_start), self.fwd_busy.eq(store.fwd_busy)]

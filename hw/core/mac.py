@@ -27,7 +27,7 @@ from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from .banks import lane_layout
-from .wport import WriteChain, wwrite_layout
+from .wport import WriteChain, write_members
 
 __all__ = ["MacLane"]
 
@@ -45,6 +45,7 @@ class MacLane(wiring.Component):
     bank : this lane's bank number (for run-time writes).
     bias_ids : memory ids of the bias memories for run-time writes: for 6 slots
         ``(bx_id, bh_id)`` addressed ``(g << ubits) | u``; for 1 slot ``(id,)`` addressed u.
+    bus : the write chain's payload layout (`hw.core.wport.bus_layout`).
 
     Members
     -------
@@ -59,11 +60,13 @@ class MacLane(wiring.Component):
         after ``rd_en`` (the pointwise lane) sees the same data.
     rd_data : Out(array of ``slots`` signed(ab)).
     busy : Out(1); an entry is in flight (not yet written back).
+    wr, wr_en, wr_o, wr_o_en : the write chain through this lane (`write_hops` registers).
     """
 
     stages = 4
+    write_hops = 1
 
-    def __init__(self, *, slots, depth, fmt, ubits, bias, bias_ids, bank=0):
+    def __init__(self, *, slots, depth, fmt, ubits, bias, bias_ids, bank=0, bus=None):
         self.slots, self.depth, self.fmt, self.ubits = slots, depth, fmt, ubits
         self.bias, self.bias_ids, self.bank = bias, bias_ids, bank
         ab = fmt.acc_bits
@@ -74,7 +77,7 @@ class MacLane(wiring.Component):
             "rd_hold": In(1),
             "rd_data": Out(data.ArrayLayout(signed(ab), slots)),
             "busy": Out(1),
-            "wr": In(wwrite_layout()), "wr_en": In(1),
+            **write_members(bus),
         })
 
     def elaborate(self, platform):
@@ -171,6 +174,6 @@ class MacLane(wiring.Component):
                 def hit(w, wid=self.bias_ids[0]):
                     return (w.mem == wid) & (w.bank == self.bank)
             chain.add(bw, hit)
-        chain.build(m, self.wr, self.wr_en)
+        chain.build(m, self.wr, self.wr_en, self.wr_o, self.wr_o_en)
         m.d.comb += self.busy.eq(p1[0] | p2[0] | p3[0] | p4[0])
         return m

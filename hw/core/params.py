@@ -24,6 +24,7 @@ __all__ = [
     "core_params",
     "memory_map",
     "weight_writes",
+    "write_bus",
 ]
 
 
@@ -202,6 +203,16 @@ def memory_map(bundle_or_params) -> list:
                 depth, width = obj.rows, fmt.acc_bits
             out.append((mid, name, b, depth, width))
     return out
+
+
+def write_bus(params: CoreParams):
+    """The layout of the run-time write chain's payload (`hw.core.wport.bus_layout`): the
+    host's write narrowed to this accelerator's memory ids, banks, addresses and widths."""
+    from .wport import bus_layout
+    mmap = memory_map(params)
+    return bus_layout(mems=max(m[0] for m in mmap) + 1, banks=params.banks,
+                      addr_bits=max(bits_for(m[3]) for m in mmap),
+                      data_bits=max(m[4] for m in mmap))
 
 
 def weight_writes(bundle, *, like=None):

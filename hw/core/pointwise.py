@@ -7,22 +7,26 @@ P0 to the registered result at P15): every stage holds at most one carry chain (
 rounding add or a compare) or one table read or one multiply, saturation reads overflow off
 the top bits (`hw.core.arith.sat`), and every memory output is registered before use:
 
-    P0   address u: read accumulators (in the MAC lane), c[u], theta[u]
-    P1   register the memories' outputs
+    P0   address u: read the accumulators (in the MAC lane)
+    P1   register the accumulators
     P2   ax + ah for r and z
     P3   narrow the sums (A -> P)
     P4   table indices -> SIG reads (r, z)
     P5   register r, z
     P6   r * hn (registered multiply)
     P7   round(r * hn)
-    P8   pn = sat(nx + round(r*hn))
-    P9   table index -> TANH read
+    P8   pn = sat(nx + round(r*hn)); read c[u]
+    P9   table index -> TANH read; register c
     P10  register g and c - g
     P11  z * (c - g) (registered multiply)
-    P12  round(z * (c - g))
-    P13  c^ = sat(g + round(.))
+    P12  round(z * (c - g)); read theta[u]
+    P13  c^ = sat(g + round(.)); register theta
     P14  compare with theta, soft reset; write c[u]
     P15  result registered: fire, y, c
+
+c and theta are read where they are needed rather than at P0, so that 2 x 16 bits are not
+carried through ten stages in every lane. This is safe because a pass visits each unit once:
+no unit's c is read while its own write (P14) is still in the pipeline.
 """
 
 from amaranth.hdl import Module, Mux, Signal, signed, unsigned
@@ -30,7 +34,7 @@ from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from .arith import narrow, rshift_round, sat, table_index
-from .wport import WriteChain, wwrite_layout
+from .wport import WriteChain, write_members
 
 __all__ = ["PointwiseLane"]
 
@@ -46,6 +50,7 @@ class PointwiseLane(wiring.Component):
     theta : U thresholds (init of the theta memory).
     sig, tanh : the tables (fixed_point.md section 4).
     theta_id, bank : memory id / bank of the theta memory for run-time writes.
+    bus : the write chain's payload layout (`hw.core.wport.bus_layout`).
 
     Members
     -------
@@ -55,11 +60,14 @@ class PointwiseLane(wiring.Component):
     clr_en, clr_addr : In; write c[clr_addr] = 0 (RESET pass; not while the pipeline runs).
     out_valid, out_u, out_fire, out_y, out_c : Out; the P15 result.
     pipe_busy : Out(1); some stage holds a unit.
+    wr, wr_en, wr_o, wr_o_en : the write chain through this lane (`write_hops` registers).
     """
 
     stages = 15
+    write_hops = 1
 
-    def __init__(self, *, fmt, units, valid_units, ubits, theta, sig, tanh, theta_id, bank):
+    def __init__(self, *, fmt, units, valid_units, ubits, theta, sig, tanh, theta_id, bank,
+                 bus=None):
         self.fmt, self.units, self.valid_units, self.ubits = fmt, units, valid_units, ubits
         self.theta, self.sig, self.tanh, self.theta_id, self.bank = theta, sig, tanh, theta_id, bank
         sb, ab = fmt.state_bits, fmt.acc_bits
@@ -70,7 +78,7 @@ class PointwiseLane(wiring.Component):
             "out_valid": Out(1), "out_u": Out(unsigned(ubits)), "out_fire": Out(1),
             "out_y": Out(signed(sb)), "out_c": Out(signed(sb)),
             "pipe_busy": Out(1),
-            "wr": In(wwrite_layout()), "wr_en": In(1),
+            **write_members(bus),
         })
 
     def elaborate(self, platform):
@@ -92,7 +100,7 @@ class PointwiseLane(wiring.Component):
         sig_r, sig_z, tanh_rd = sig.read_port(), sig.read_port(), tanh.read_port()
         chain = WriteChain("pw")
         chain.add(th_wr, lambda w: (w.mem == self.theta_id) & (w.bank == self.bank))
-        chain.build(m, self.wr, self.wr_en)
+        chain.build(m, self.wr, self.wr_en, self.wr_o, self.wr_o_en)
 
         N = self.stages
         v = [Signal(name=f"v{k}") for k in range(N + 1)]
@@ -113,62 +121,54 @@ class PointwiseLane(wiring.Component):
             """The same value, one stage later."""
             return reg(sig_.shape(), name, sig_)
 
-        # P0: read c and theta (the accumulators are read by the MAC lane)
-        m.d.comb += [c_rd.addr.eq(u[0]), c_rd.en.eq(adv),
-                     th_rd.addr.eq(u[0]), th_rd.en.eq(adv)]
-        # P1: register the memories' outputs (block RAM's clock-to-out is ~5.6 ns)
+        # P1: register the accumulators (the MAC lane read them at P0)
         a = [reg(signed(f.acc_bits), f"s1_a{k}", self.acc[k]) for k in range(6)]
-        s1_c = reg(signed(sb), "s1_c", c_rd.data)
-        s1_th = reg(signed(sb), "s1_th", th_rd.data)
         # P2: ax + ah for r and z (ax_n and ah_n stay apart: the reset gate scales ah_n)
         s2_sr = reg(signed(f.acc_bits + 1), "s2_sr", a[0] + a[3])
         s2_sz = reg(signed(f.acc_bits + 1), "s2_sz", a[1] + a[4])
         s2_hn, s2_nx = carry(a[5], "s2_hn"), carry(a[2], "s2_nx")
-        s2_c, s2_th = carry(s1_c, "s2_c"), carry(s1_th, "s2_th")
         # P3: narrow the sums (A -> P)
         s3_pr = reg(signed(pb), "s3_pr", narrow(s2_sr, f))
         s3_pz = reg(signed(pb), "s3_pz", narrow(s2_sz, f))
         s3_hn = reg(signed(pb), "s3_hn", narrow(s2_hn, f))
         s3_nx = reg(signed(pb), "s3_nx", narrow(s2_nx, f))
-        s3_c, s3_th = carry(s2_c, "s3_c"), carry(s2_th, "s3_th")
         # P4: table indices -> SIG reads
         m.d.comb += [sig_r.addr.eq(table_index(s3_pr, f)), sig_z.addr.eq(table_index(s3_pz, f)),
                      sig_r.en.eq(adv), sig_z.en.eq(adv)]
         s4_hn, s4_nx = carry(s3_hn, "s4_hn"), carry(s3_nx, "s4_nx")
-        s4_c, s4_th = carry(s3_c, "s4_c"), carry(s3_th, "s4_th")
         # P5: register the table outputs
         s5_r = reg(unsigned(gb), "s5_r", sig_r.data)       # unsigned: 0 .. 2**gf
         s5_z = reg(unsigned(gb), "s5_z", sig_z.data)
         s5_hn, s5_nx = carry(s4_hn, "s5_hn"), carry(s4_nx, "s5_nx")
-        s5_c, s5_th = carry(s4_c, "s5_c"), carry(s4_th, "s5_th")
         # P6: r * hn (registered multiply)
         s6_rh = reg(signed(gb + pb + 1), "s6_rh", s5_r * s5_hn)
         s6_z, s6_nx = carry(s5_z, "s6_z"), carry(s5_nx, "s6_nx")
-        s6_c, s6_th = carry(s5_c, "s6_c"), carry(s5_th, "s6_th")
         # P7: round(r * hn)
         s7_rh = reg(signed(gb + pb + 1 - gf + 1), "s7_rh", rshift_round(s6_rh, gf))
         s7_z, s7_nx = carry(s6_z, "s7_z"), carry(s6_nx, "s7_nx")
-        s7_c, s7_th = carry(s6_c, "s7_c"), carry(s6_th, "s7_th")
-        # P8: pn = sat(nx + round(r * hn))
+        # P8: pn = sat(nx + round(r * hn)); read c
         s8_pn = reg(signed(pb), "s8_pn", sat(s7_nx + s7_rh, pb))
-        s8_z, s8_c, s8_th = carry(s7_z, "s8_z"), carry(s7_c, "s8_c"), carry(s7_th, "s8_th")
-        # P9: table index -> TANH read
+        s8_z = carry(s7_z, "s8_z")
+        m.d.comb += [c_rd.addr.eq(u[8]), c_rd.en.eq(adv)]
+        # P9: table index -> TANH read; register c (a memory output is registered first)
         m.d.comb += [tanh_rd.addr.eq(table_index(s8_pn, f)), tanh_rd.en.eq(adv)]
-        s9_z, s9_c, s9_th = carry(s8_z, "s9_z"), carry(s8_c, "s9_c"), carry(s8_th, "s9_th")
+        s9_z = carry(s8_z, "s9_z")
+        s9_c = reg(signed(sb), "s9_c", c_rd.data)
         # P10: register g and c - g
         g = tanh_rd.data
         s10_d = reg(signed(sb + 1), "s10_d", s9_c - g)
         s10_g = reg(signed(sb), "s10_g", g)
-        s10_z, s10_th = carry(s9_z, "s10_z"), carry(s9_th, "s10_th")
+        s10_z = carry(s9_z, "s10_z")
         # P11: z * (c - g) (registered multiply)
         s11_zd = reg(signed(gb + sb + 2), "s11_zd", s10_z * s10_d)
-        s11_g, s11_th = carry(s10_g, "s11_g"), carry(s10_th, "s11_th")
-        # P12: round(z * (c - g))
+        s11_g = carry(s10_g, "s11_g")
+        # P12: round(z * (c - g)); read theta
         s12_zr = reg(signed(gb + sb + 2 - gf + 1), "s12_zr", rshift_round(s11_zd, gf))
-        s12_g, s12_th = carry(s11_g, "s12_g"), carry(s11_th, "s12_th")
-        # P13: c^ = sat(g + round(z * (c - g)))
+        s12_g = carry(s11_g, "s12_g")
+        m.d.comb += [th_rd.addr.eq(u[12]), th_rd.en.eq(adv)]
+        # P13: c^ = sat(g + round(z * (c - g))); register theta
         s13_ch = reg(signed(sb), "s13_ch", sat(s12_g + s12_zr, sb))
-        s13_th = carry(s12_th, "s13_th")
+        s13_th = reg(signed(sb), "s13_th", th_rd.data)
         # P14: compare, soft reset; write c
         W = N - 1
         ch = s13_ch

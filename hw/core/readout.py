@@ -5,9 +5,11 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .argmax import ArgMax
-from .banks import ColumnStreamer, wwrite_layout
+from .banks import ColumnStreamer
 from .events import event_layout
 from .mac import MacLane
+from .params import write_bus
+from .wport import chain_blocks, write_members
 
 __all__ = ["Readout", "out_word_layout"]
 
@@ -31,11 +33,15 @@ class Readout(wiring.Component):
     i_stream, i_busy, i_final : In; the last layer's events (see `hw.core.layer.Layer`).
     emit_logits : In(1). o_stream : Out(stream of `out_word_layout`).
     ev_inc, mac_inc : Out; counter increments.
+    wr, wr_en, wr_o, wr_o_en : the write chain (`hw.core.wport`) through the streamer's
+        banks, then the MAC lanes (`write_hops`).
     """
 
     def __init__(self, ro, params, ids):
         self.ro, self.params, self.ids = ro, params, ids
         P, f = params.banks, params.fmt
+        self.bus = write_bus(params)
+        self.write_hops = self.chain_hops(P)
         super().__init__({
             "start": In(1), "reset": In(1), "done": Out(1), "busy": Out(1),
             "i_stream": In(stream.Signature(event_layout(f.state_bits))), "i_busy": In(1),
@@ -43,8 +49,13 @@ class Readout(wiring.Component):
             "emit_logits": In(1),
             "o_stream": Out(stream.Signature(out_word_layout(f.acc_bits))),
             "ev_inc": Out(1), "mac_inc": Out(range(P + 1)),
-            "wr": In(wwrite_layout()), "wr_en": In(1),
+            **write_members(self.bus),
         })
+
+    @staticmethod
+    def chain_hops(banks: int) -> int:
+        """Write-chain registers of the readout: one per streamer bank and MAC lane."""
+        return banks * (1 + MacLane.write_hops)
 
     def elaborate(self, platform):
         m = Module()
@@ -53,15 +64,17 @@ class Readout(wiring.Component):
         ab = f.acc_bits
         m.submodules.streamer = st = ColumnStreamer(
             banks=P, mats=[ro.w], weight_bits=f.weight_bits, state_bits=f.state_bits,
-            ubits=ro.ubits, gated=False, mem_ids=[(ids["dec.w.ptr"], ids["dec.w.ent"])])
+            ubits=ro.ubits, gated=False, mem_ids=[(ids["dec.w.ptr"], ids["dec.w.ent"])],
+            bus=self.bus)
         macs = []
         for b in range(P):
             mac = MacLane(slots=1, depth=R, fmt=f, ubits=ro.ubits, bank=b, bias=[ro.b[b]],
-                          bias_ids=(ids["dec.b"],))
+                          bias_ids=(ids["dec.b"],), bus=self.bus)
             m.submodules[f"mac{b}"] = mac
             macs.append(mac)
-            m.d.comb += [mac.i.eq(st.lanes[b]), mac.wr.eq(self.wr), mac.wr_en.eq(self.wr_en)]
-        m.d.comb += [st.wr.eq(self.wr), st.wr_en.eq(self.wr_en)]
+            m.d.comb += mac.i.eq(st.lanes[b])
+        wr_o, wr_o_en = chain_blocks(m, self.wr, self.wr_en, [st] + macs)
+        m.d.comb += [self.wr_o.eq(wr_o), self.wr_o_en.eq(wr_o_en)]
 
         accum = Signal()
         with m.If(accum):

@@ -1,20 +1,33 @@
-"""The run-time weight-write bus, carried from memory to memory through a register chain.
+"""The run-time weight-write bus: one register chain through every block of the accelerator.
 
 A write must reach every writable memory (a few hundred on the default model, spread over
-the whole die), but nothing is in a hurry: weights are loaded between steps. Broadcast
-through one register per block, the bus made single nets of 25 ns on the 85F (the default
-build's critical path at 37.7 MHz). So every block passes the bus along a chain: its first
-register decodes which of its memories the write is for, and each further register feeds
-one memory and the next register, a net from one memory to its neighbour in the chain.
+the whole die), but nothing is in a hurry: weights are loaded between steps, at most one
+write per UART frame. Two layouts were measured on the default model's 85F build and both
+lost:
 
-A write lands `write_latency(P)` cycles after its ``w_stream`` handshake; the accelerator
-accepts no command in that time, so a step never reads a half-written model.
+- one register per block, broadcast to all its memories: single nets of 25 ns (a streamer's
+  register to a pointer block RAM 48 columns away), the critical path at 37.7 MHz;
+- one register per memory, chained: 12 000 more flip-flops and a wire-length that router2
+  could no longer legalise (32 000 overused arcs after 40 minutes).
+
+So the chain has one *hop* per lane: every MAC lane, pointwise lane and streamer bank holds
+one register of the (narrowed) bus and the hit flags of its own memories, decoded from the
+previous hop. A hop drives only its lane's memories, which sit together on the die, and the
+next hop, which is the neighbouring lane. The chain runs accelerator -> layer 0 (streamer
+banks, then MAC and pointwise lanes) -> layer 1 -> ... -> readout.
+
+A write lands at most ``1 + hops`` cycles after its ``w_stream`` handshake (the
+accelerator's own register, then the chain); the accelerator accepts no command in that
+time, so a step never reads a half-written model.
 """
 
-from amaranth.hdl import Signal
+from amaranth.hdl import Signal, unsigned
 from amaranth.lib import data
+from amaranth.lib.wiring import In, Out
 
-__all__ = ["WriteChain", "write_latency", "wwrite_layout"]
+from hw.fixedpoint import bits_for
+
+__all__ = ["WriteChain", "bus_layout", "chain_blocks", "write_members", "wwrite_layout"]
 
 
 def wwrite_layout() -> data.StructLayout:
@@ -22,48 +35,67 @@ def wwrite_layout() -> data.StructLayout:
     return data.StructLayout({"mem": 8, "bank": 8, "addr": 16, "data": 32})
 
 
-def write_latency(banks: int) -> int:
-    """Cycles from a ``w_stream`` handshake to the last memory write: the accelerator's
-    register plus the longest chain (a layer's streamer: P banks x 2 matrices x pointer and
-    entry memories; a MAC lane: 6 bias memories)."""
-    return 1 + max(4 * banks, 6)
+def bus_layout(mems: int, banks: int, addr_bits: int, data_bits: int) -> data.StructLayout:
+    """The chain's payload: `wwrite_layout` narrowed to the fields' used widths (the
+    accelerator drops a write whose fields do not fit before it enters the chain)."""
+    return data.StructLayout({
+        "mem": unsigned(bits_for(mems)), "bank": unsigned(bits_for(banks)),
+        "addr": unsigned(max(1, addr_bits)), "data": unsigned(max(1, data_bits))})
+
+
+def write_members(bus=None) -> dict:
+    """A block's chain ports: ``wr``/``wr_en`` in from the previous hop, ``wr_o``/``wr_o_en``
+    out of its last hop (``bus`` defaults to the unnarrowed `wwrite_layout`)."""
+    bus = wwrite_layout() if bus is None else bus
+    return {"wr": In(bus), "wr_en": In(1), "wr_o": Out(bus), "wr_o_en": Out(1)}
+
+
+def chain_blocks(m, wr, wr_en, blocks):
+    """Connect ``blocks`` (each with `write_members`) into one chain fed by ``wr``/``wr_en``;
+    returns the last block's ``(wr_o, wr_o_en)``."""
+    for blk in blocks:
+        m.d.comb += [blk.wr.eq(wr), blk.wr_en.eq(wr_en)]
+        wr, wr_en = blk.wr_o, blk.wr_o_en
+    return wr, wr_en
 
 
 class WriteChain:
-    """One block's write chain.
+    """A block's hops of the write chain.
 
     ``add(port, hit, key)`` registers a memory write port and its address decode
-    (``hit(bus)`` -> 1 bit); ``build(m, wr, wr_en)`` orders the ports by ``key`` (neighbours
-    in the chain should be neighbours on the die: the same bank) and wires the registers.
+    (``hit(bus)`` -> 1 bit, on the incoming hop's payload); ports with the same ``key`` (a
+    lane or bank) share one hop. ``build(m, wr, wr_en, wr_o, wr_o_en)`` wires the hops in
+    ``key`` order from the block's input to its output. `hops` is the number of registers.
     """
 
     def __init__(self, name: str):
         self.name, self.targets = name, []
 
     def add(self, port, hit, key=0):
-        self.targets.append((key, len(self.targets), port, hit))
+        self.targets.append((key, port, hit))
 
-    def build(self, m, wr, wr_en):
-        targets = [t[2:] for t in sorted(self.targets, key=lambda t: (t[0], t[1]))]
-        n = len(targets)
-        abits = max(len(p.addr) for p, _ in targets)
-        dbits = max(len(p.data) for p, _ in targets)
-        ibits = max(1, (n - 1).bit_length())
-        hops = []
-        for k in range(n):
-            hop = (Signal(name=f"{self.name}_w{k}_v"), Signal(ibits, name=f"{self.name}_w{k}_i"),
-                   Signal(abits, name=f"{self.name}_w{k}_a"),
-                   Signal(dbits, name=f"{self.name}_w{k}_d"))
-            hops.append(hop)
-        # hop 0: which memory of this block the write is for
-        v0, i0, a0, d0 = hops[0]
-        m.d.sync += [v0.eq(0), a0.eq(wr.addr[:abits]), d0.eq(wr.data[:dbits])]
-        for k, (_, hit) in enumerate(targets):
-            with m.If(wr_en & hit(wr)):
-                m.d.sync += [v0.eq(1), i0.eq(k)]
-        for k in range(1, n):
-            m.d.sync += [dst.eq(src) for dst, src in zip(hops[k], hops[k - 1])]
-        for k, (port, _) in enumerate(targets):
-            v, i, a, d = hops[k]
-            m.d.comb += [port.addr.eq(a[:len(port.addr)]), port.data.eq(d[:len(port.data)]),
-                         port.en.eq(v & (i == k))]
+    @property
+    def keys(self) -> list:
+        return sorted({t[0] for t in self.targets})
+
+    @property
+    def hops(self) -> int:
+        return len(self.keys)
+
+    def build(self, m, wr, wr_en, wr_o, wr_o_en):
+        layout = wr.shape()
+        prev, prev_v = wr, wr_en
+        for h, key in enumerate(self.keys):
+            ports = [(p, hit) for k, p, hit in self.targets if k == key]
+            bus = Signal(layout, name=f"{self.name}_h{h}")
+            v = Signal(name=f"{self.name}_h{h}_v")
+            hits = Signal(len(ports), name=f"{self.name}_h{h}_hit")
+            # the decode is registered with the payload: a memory's write enable is a
+            # flip-flop, and the compare sits on the short net from the previous hop
+            m.d.sync += [bus.eq(prev), v.eq(prev_v)]
+            m.d.sync += [hits[i].eq(prev_v & hit(prev)) for i, (_, hit) in enumerate(ports)]
+            for i, (port, _) in enumerate(ports):
+                m.d.comb += [port.addr.eq(bus.addr[:len(port.addr)]),
+                             port.data.eq(bus.data[:len(port.data)]), port.en.eq(hits[i])]
+            prev, prev_v = bus, v
+        m.d.comb += [wr_o.eq(prev), wr_o_en.eq(prev_v)]
