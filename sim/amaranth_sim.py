@@ -12,8 +12,9 @@ from sw.golden import Golden
 
 def run_accel_amaranth(bundle, steps, *, emit_logits=True, trace=True, stall=False, seed=0,
                        dut=None):
-    """Drive an Accelerator through ``steps`` (list of event lists, or ('token', t)) in the
-    Amaranth simulator; return (per-step output words, per-step trace beats, counters)."""
+    """Drive an Accelerator through ``steps`` (list of event lists, ('token', t), ('reset',)
+    or ('write', mem, bank, addr, data): a ``w_stream`` write) in the Amaranth simulator;
+    return (per-step output words, per-step trace beats, counters)."""
     from hw.core import Accelerator
     dut = dut or Accelerator(bundle, trace=trace)
     rng = np.random.default_rng(seed)
@@ -37,6 +38,13 @@ def run_accel_amaranth(bundle, steps, *, emit_logits=True, trace=True, stall=Fal
                 await send(Op.STEP_TOKEN, step[1])
             elif isinstance(step, tuple) and step[0] == "reset":
                 await send(Op.RESET)
+                continue
+            elif isinstance(step, tuple) and step[0] == "write":
+                ctx.set(dut.w_stream.payload, dict(zip(("mem", "bank", "addr", "data"),
+                                                       step[1:])))
+                ctx.set(dut.w_stream.valid, 1)
+                await ctx.tick().until(dut.w_stream.ready)
+                ctx.set(dut.w_stream.valid, 0)
                 continue
             else:
                 for j, v in step:
@@ -93,24 +101,25 @@ def beats_to_states(bundle, beats):
 
 def check_against_golden(bundle, steps, result, *, emit_logits=True, trace=True):
     g = Golden(bundle)
+    out = 0                                   # index of the step's output in ``result``
     for t, step in enumerate(steps):
         if isinstance(step, tuple) and step[0] == "reset":
             g.reset()
+            continue
+        if isinstance(step, tuple) and step[0] == "write":
             continue
         if isinstance(step, tuple):
             st = g.step_token(step[1])
         else:
             st = g.step_events(step)
-        words = result["words"][t - sum(1 for s in steps[:t] if isinstance(s, tuple)
-                                        and s[0] == "reset")]
+        words = result["words"][out]
         if trace:
-            beats = result["beats"][t - sum(1 for s in steps[:t] if isinstance(s, tuple)
-                                            and s[0] == "reset")]
-            states = beats_to_states(bundle, beats)
+            states = beats_to_states(bundle, result["beats"][out])
             for k, lt in enumerate(st.layers):
                 c, y = states[k]
                 assert np.array_equal(c, lt.c), f"step {t} layer {k} c: {c} vs {lt.c}"
                 assert np.array_equal(y, lt.y), f"step {t} layer {k} y: {y} vs {lt.y}"
+        out += 1
         if st.logits is not None:
             if emit_logits:
                 got = [d for kind, d in words if kind == 0]

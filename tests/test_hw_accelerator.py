@@ -6,6 +6,7 @@ import pytest
 
 from hw.bundle import load_bundle
 from hw.core import core_params, memory_map, weight_writes
+from hw.fixedpoint import bits_for
 from sim.amaranth_sim import check_against_golden, run_accel_amaranth
 from sim.random_bundle import random_bundle
 
@@ -66,3 +67,23 @@ def test_memory_map_and_weight_writes(tmp_path):
     with pytest.raises(ValueError, match="architecture"):
         list(weight_writes(other, like=cap))
     assert core_params(cap).layers[1].units == 3
+
+
+def test_writes_outside_the_memory_map_are_dropped(tmp_path):
+    """The write chain carries narrowed fields (hw.core.wport): a write to a bank, memory or
+    address that does not exist must be dropped, not land in the memory its low bits name."""
+    b = load_bundle(random_bundle(tmp_path / "b", layers=1, hidden=[5], vocab=7, banks=2,
+                                  sparsity=0.5, seed=7))
+    ids = {n: m for m, n, bank, _, _ in memory_map(b) if bank == 0}
+    mem_bits = bits_for(1 + max(ids.values()))
+    bx = ids["l0.bx"]
+    garbage = [("write", bx, 2, 0, 0x7FFFF),                    # bank 2 of 2 (aliases 0)
+               ("write", bx + (1 << mem_bits), 0, 0, 0x7FFFF),  # no such memory
+               ("write", bx, 0, 1 << 15, 0x7FFFF)]              # beyond every memory
+    steps = [("token", 1), ("token", 4)]
+    r = run_accel_amaranth(b, garbage + [("reset",)] + steps, seed=1)
+    check_against_golden(b, steps, r)
+    # the same garbage written where it does land changes the result (the test can fail)
+    r = run_accel_amaranth(b, [("write", bx, 0, 0, 0x7FFFF), ("reset",)] + steps, seed=1)
+    with pytest.raises(AssertionError):
+        check_against_golden(b, steps, r)
