@@ -10,6 +10,7 @@ from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .arith import exceeds
+from .skid import SkidBuffer
 from .wport import WriteChain, write_members, wwrite_layout
 
 __all__ = ["ColumnStreamer", "col_event_layout", "lane_layout", "wwrite_layout"]
@@ -48,11 +49,14 @@ class ColumnStreamer(wiring.Component):
     wr, wr_en, wr_o, wr_o_en : the write chain through the banks (`write_hops` = P
         registers, one per bank).
 
-    Latency: an accepted event's first entries reach ``lanes`` 4 cycles later; columns then
-    follow back to back.
+    Latency: an accepted event's first entries reach ``lanes`` 5 cycles later; columns then
+    follow back to back. Events enter through a `SkidBuffer`: the column handshake (``load``,
+    an AND over the P banks' flags) ends at its registers, and ``i_stream.ready`` is a
+    flip-flop, so no path runs from the banks, spread over the die with their block RAMs,
+    into the block that produces the events.
     """
 
-    stages = 4
+    stages = 5
 
     def __init__(self, *, banks, mats, weight_bits, state_bits, ubits, gated, mem_ids,
                  bus=None):
@@ -100,9 +104,12 @@ class ColumnStreamer(wiring.Component):
                 m.d.comb += last.eq(0)
         can_load = ~act | last
         load = can_load & pend_v
-        accept = self.i_stream.valid & self.i_stream.ready
-        m.d.comb += self.i_stream.ready.eq(~pend_v | load)
-        ev = self.i_stream.payload
+        m.submodules.skid = skid = SkidBuffer(col_event_layout(self.col_bits, self.sb))
+        wiring.connect(m, wiring.flipped(self.i_stream), skid.i)
+        src = skid.o
+        accept = src.valid & src.ready
+        m.d.comb += src.ready.eq(~pend_v | load)
+        ev = src.payload
 
         start_sel = [Signal(self.addr_bits, name=f"start_sel{b}") for b in range(P)]
         end_sel = [Signal(self.addr_bits, name=f"end_sel{b}") for b in range(P)]
@@ -165,7 +172,7 @@ class ColumnStreamer(wiring.Component):
                 m.d.sync += lane.sel.eq(word[wb + ub:wb + ub + 2] + d_mat * 3)
             else:
                 m.d.sync += lane.sel.eq(0)
-        busy = pend_v | act
+        busy = src.valid | pend_v | act
         for b in range(P):
             busy = busy | d_v[b] | self.lanes[b].valid
         m.d.comb += self.busy.eq(busy)

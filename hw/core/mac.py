@@ -151,9 +151,11 @@ class MacLane(wiring.Component):
             m.submodules[f"acc{s}"] = am
             m.submodules[f"bias{s}"] = bm
             ar, aw = am.read_port(), am.write_port()
-            br, bw = bm.read_port(), bm.write_port()
+            # the bias is read (asynchronously: a LUT RAM) in the write-back cycle itself, so
+            # no 32-bit read register per bias memory
+            br, bw = bm.read_port(domain="comb"), bm.write_port()
             port_en = self.rd_en | ~self.rd_hold
-            m.d.comb += [br.addr.eq(self.rd_addr), br.en.eq(port_en)]
+            m.d.comb += br.addr.eq(wb_addr)
             with m.If(self.ext):
                 m.d.comb += [ar.addr.eq(self.rd_addr), ar.en.eq(port_en)]
             with m.Else():
