@@ -32,11 +32,7 @@ from torch import Tensor, nn
 
 from hw.fixedpoint import Format, make_tables
 
-try:  # the fused forward/backward of the float EGRU (helper-1's sw/models/egru.py)
-    from sw.models.egru import _EGRULayerFn
-except ImportError:  # pragma: no cover - fall back to plain autograd
-    _EGRULayerFn = None
-from sw.models.egru import egru_layer_reference, heaviside_surrogate
+from sw.models.egru import egru_layer_fused, heaviside_surrogate
 
 __all__ = [
     "EventNet",
@@ -269,10 +265,8 @@ class EventNet(nn.Module):
                 ax = F.linear(x, self.p("weight_ih", k), self.p("bias_ih", k))
             args = (ax, self.p("weight_hh", k), self.p("bias_hh", k), self.theta(k),
                     state.c[k], state.y[k], self.gamma, self.s)
-            if _EGRULayerFn is not None:
-                y_all, c_T, _ = _EGRULayerFn.apply(*args)
-            else:  # pragma: no cover
-                y_all, c_T, _ = egru_layer_reference(*args)
+            # the float path trains through the fused forward/backward of sw.models.egru
+            y_all, c_T, _ = egru_layer_fused(*args)
             cs.append(c_T)
             ys.append(y_all[-1])
             events.append(y_all)

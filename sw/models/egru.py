@@ -173,6 +173,12 @@ class _EGRULayerFn(torch.autograd.Function):
         return dax, dR, db, dtheta.sum(0), dc, dy, None, None
 
 
+def egru_layer_fused(ax, R, b_hh, theta, c, y, gamma, s):
+    """The default variant of `egru_layer_reference` through the fused Function (same
+    arguments and results: ``(y_all, c_T, v_all)``), for callers outside this module."""
+    return _EGRULayerFn.apply(ax, R, b_hh, theta, c, y, gamma, s)
+
+
 class EGRU(nn.Module):
     """Stacked EGRU with the interface of ``torch.nn.GRU``.
 
