@@ -31,7 +31,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hw.fixedpoint import Format, make_tables
-
 from sw.models.egru import egru_layer_fused, heaviside_surrogate
 
 __all__ = [
