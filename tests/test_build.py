@@ -84,11 +84,11 @@ def test_toolchain_defaults_to_yowasp(monkeypatch):
 
 def test_build_script_commands():
     script = ('#!/bin/sh\nset -e\n: ${YOSYS:=yosys}\n"$YOSYS" -q -l top.rpt top.ys\n'
-              '"$NEXTPNR_ECP5" --report report.json --85k --lpf top.lpf\n'
+              '"$NEXTPNR_ECP5" --report nextpnr.json --85k --lpf top.lpf\n'
               '"$ECPPACK" --compress --input top.config --bit top.bit\n')
     cmds = _commands(script)
     assert [c[0] for c in cmds] == ["$YOSYS", "$NEXTPNR_ECP5", "$ECPPACK"]
-    assert cmds[1][1:3] == ["--report", "report.json"]
+    assert cmds[1][1:3] == ["--report", "nextpnr.json"]
 
 
 @pytest.fixture(scope="module")
@@ -140,6 +140,38 @@ def test_small_configuration_to_bitstream(tmp_path):
     md = (out / "report.md").read_text()
     assert "Fmax" in md and "cycles per token" in md
     assert set(report["stages_s"]) >= {"generate", "synthesize", "place and route", "pack"}
+
+
+def test_nextpnr_report_late_blocks(tmp_path):
+    """nextpnr's report (its own file: our report.json must not overwrite it) is parsed into
+    Fmax, the critical path and, with detailed net timings, the late endpoints per block."""
+    from hw.build.report import parse_nextpnr_report
+    step = {"type": "routing", "delay": 9.0, "net": "n",
+            "from": {"cell": "design.core.layer0.mac3.a", "port": "Q"},
+            "to": {"cell": "design.core.layer0.mac3.b", "port": "D"}}
+    nets = [{"net": "n1", "endpoints": [
+                {"cell": "design.core.layer0.mac3.p2_raw_TRELLIS_FF_Q", "port": "DI", "delay": 9.5},
+                {"cell": "design.core.layer1.mac0.x_LUT4_Z", "port": "A", "delay": 3.0}]},
+            {"net": "n2", "endpoints": [
+                {"cell": "design.core.layer1.mac7.y", "port": "A", "delay": 8.5},
+                {"cell": "design.core.readout.argmax.z", "port": "A", "delay": 12.0},
+                {"cell": "design.uart_tx.q", "port": "A", "delay": 1.0}]}]
+    data = {"fmax": {"clk": {"achieved": 80.0, "constraint": 125.0}},
+            "utilization": {"TRELLIS_FF": {"used": 10, "available": 20}},
+            "critical_paths": [{"from": "posedge clk", "to": "posedge clk", "path": [step]}],
+            "detailed_net_timings": nets}
+    path = tmp_path / "nextpnr.json"
+    path.write_text(json.dumps(data))
+    rep = parse_nextpnr_report(path)
+    assert rep["fmax"]["clk"]["achieved_mhz"] == 80.0
+    assert rep["critical_paths"][0]["routing_ns"] == 9.0
+    blocks = {b["block"]: b for b in rep["late_blocks"]}
+    assert list(blocks) == ["design.core.readout.argmax", "design.core.layer#.mac#"]
+    assert blocks["design.core.layer#.mac#"] == {"block": "design.core.layer#.mac#",
+                                                  "endpoints": 3, "late": 2, "worst_ns": 9.5}
+    data.pop("detailed_net_timings")
+    path.write_text(json.dumps(data))
+    assert parse_nextpnr_report(path)["late_blocks"] == []
 
 
 def test_cycles_per_token_from_bench_or_estimate(tiny, tmp_path):

@@ -164,7 +164,7 @@ def build(opts: BuildOptions, log=_log) -> dict:
                             stub_core=opts.stub_core, max_payload=opts.max_payload)
     platform = board.platform(device_name)
     family = device.family
-    pnr_opts = f"--report report.json --seed {opts.seed}"
+    pnr_opts = f"--report nextpnr.json --seed {opts.seed}"
     if not opts.strict_timing:
         pnr_opts += " --timing-allow-fail"
     if family == "ecp5" and "--router" not in opts.pnr_opts:
@@ -200,7 +200,7 @@ def build(opts: BuildOptions, log=_log) -> dict:
         log(f"[{name}] done in {stages[name]:.1f} s")
 
     bit = out / ("top.bit" if family == "ecp5" else "top.bin")
-    pnr = parse_nextpnr_report(out / "report.json") if (out / "report.json").exists() else None
+    pnr = parse_nextpnr_report(out / "nextpnr.json") if (out / "nextpnr.json").exists() else None
     stages["total"] = time.monotonic() - t_all
     report = make_report(bundle=bundle, board=board, device=device, fit=fit, pnr=pnr,
                          clock=clock, stages=stages, bench=opts.bench, baud=baud, out_dir=out,

@@ -56,7 +56,35 @@ def parse_nextpnr_report(path) -> dict:
             "cells": [(s["to"].get("cell") or "")[:100] for s in steps
                       if s.get("type") in ("logic", "clk-to-q") and "to" in s][:12],
         })
-    return {"utilization": util, "fmax": fmax, "critical_paths": paths}
+    return {"utilization": util, "fmax": fmax, "critical_paths": paths,
+            "late_blocks": late_blocks(data)}
+
+
+def late_blocks(data: dict, top: int = 12) -> list:
+    """Where the late endpoints are, from nextpnr's ``detailed_net_timings`` (present with
+    ``--pnr-opts=--detailed-timing-report``): per block (a cell's hierarchy to three levels
+    below ``design``, lane and bank numbers folded to ``#``) the endpoints whose arrival is
+    later than the tightest clock period, and the latest arrival. One critical path names
+    one net; this names every part of the design that misses the target. [] without data."""
+    nets = data.get("detailed_net_timings") or []
+    targets = [v.get("constraint") for v in data.get("fmax", {}).values() if v.get("constraint")]
+    if not nets or not targets:
+        return []
+    period = 1e3 / max(targets)
+    blocks = {}
+    for net in nets:
+        for ep in net.get("endpoints", []):
+            parts = str(ep.get("cell", "?")).split(".")
+            depth = 4 if parts[0] == "design" else 3
+            key = re.sub(r"\d+", "#", ".".join(parts[:depth]))
+            key = re.sub(r"_(TRELLIS|LUT4|CCU2C|PFUMX|L6MUX|DP16KD|MULT18X18D).*", "", key)
+            b = blocks.setdefault(key, {"block": key, "endpoints": 0, "late": 0, "worst_ns": 0.0})
+            delay = float(ep.get("delay", 0.0))
+            b["endpoints"] += 1
+            b["late"] += delay > period
+            b["worst_ns"] = round(max(b["worst_ns"], delay), 3)
+    ranked = sorted(blocks.values(), key=lambda b: (-b["worst_ns"], b["block"]))
+    return [b for b in ranked if b["late"]][:top]
 
 
 def dense_macs(bundle) -> int:
@@ -204,6 +232,7 @@ def make_report(*, bundle, board, device, fit, pnr: dict | None, clock: dict, st
         "timing_met": None if achieved is None else achieved >= clock["mhz"],
         "resources": rows, "fit_estimate": fit.as_dict() if fit else None,
         "critical_paths": (pnr or {}).get("critical_paths", [])[:3],
+        "late_blocks": (pnr or {}).get("late_blocks", []),
         "cycles_per_token": cyc,
         "throughput": {
             "clock_mhz": run_mhz, "tokens_per_s": tps,
@@ -257,6 +286,12 @@ def write_report(report: dict, out_dir) -> tuple[Path, Path]:
     met = r["timing_met"]
     lines.append(f"- timing {'met' if met else 'NOT met' if met is not None else 'unknown'}")
     lines.append(f"- what limits Fmax: {_limit_text(r)}")
+    if r.get("late_blocks"):
+        lines += ["", ("Late endpoints by block (arrival later than the target period; "
+                       "`--detailed-timing-report`):"), "",
+                  "| block | late / endpoints | latest arrival |", "|---|---:|---:|"]
+        lines += [f"| `{b['block']}` | {b['late']} / {b['endpoints']} | {b['worst_ns']:.2f} ns |"
+                  for b in r["late_blocks"]]
     c = r["cycles_per_token"]
     lines += ["", "## Throughput", "",
               f"- cycles per token: {c['cycles_per_token']:.1f} ({c['source']})",
