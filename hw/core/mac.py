@@ -151,11 +151,13 @@ class MacLane(wiring.Component):
             m.submodules[f"acc{s}"] = am
             m.submodules[f"bias{s}"] = bm
             ar, aw = am.read_port(), am.write_port()
-            # the bias is read (asynchronously: a LUT RAM) in the write-back cycle itself, so
-            # no 32-bit read register per bias memory
-            br, bw = bm.read_port(domain="comb"), bm.write_port()
+            # The bias is read with the accumulators and its read register feeds the
+            # write-back. (Read asynchronously in the write-back cycle instead, it saved 192
+            # flip-flops per lane, but that default build's routing stalled at 13k overused
+            # arcs, while the build before it kept converging: docs/build.md.)
+            br, bw = bm.read_port(), bm.write_port()
             port_en = self.rd_en | ~self.rd_hold
-            m.d.comb += br.addr.eq(wb_addr)
+            m.d.comb += [br.addr.eq(self.rd_addr), br.en.eq(port_en)]
             with m.If(self.ext):
                 m.d.comb += [ar.addr.eq(self.rd_addr), ar.en.eq(port_en)]
             with m.Else():
