@@ -7,8 +7,8 @@ lost:
 
 - one register per block, broadcast to all its memories: single nets of 25 ns (a streamer's
   register to a pointer block RAM 48 columns away), the critical path at 37.7 MHz;
-- one register per memory, chained: about 3 600 more flip-flops than one per lane, a third
-  more placed wire length, and router2 stalled at 32 000 overused arcs.
+- one register per memory, chained: about 3 600 more flip-flops than one per lane, a sixth
+  more placed wire length (570k against 490k), and router2 stalled at 32 000 overused arcs.
 
 So the chain has one *hop* per lane: every MAC lane, pointwise lane and streamer bank holds
 one register of the (narrowed) bus and the hit flags of its own memories, decoded from the
