@@ -87,3 +87,23 @@ def test_writes_outside_the_memory_map_are_dropped(tmp_path):
     r = run_accel_amaranth(b, [("write", bx, 0, 0, 0x7FFFF), ("reset",)] + steps, seed=1)
     with pytest.raises(AssertionError):
         check_against_golden(b, steps, r)
+
+
+def test_write_chain_checks_the_declared_hops():
+    """The accelerator's write latency is computed from each block's declared hop count; a
+    block that builds a different number of hops is refused at elaboration."""
+    from types import SimpleNamespace
+
+    from amaranth.hdl import Fragment, Module, Signal
+
+    from hw.core.wport import WriteChain, wwrite_layout
+    chain = WriteChain("t")
+    for key in (0, 1):
+        port = SimpleNamespace(addr=Signal(2), data=Signal(8), en=Signal())
+        chain.add(port, lambda w: w.mem == 0, key=key)
+    wr, wr_o = Signal(wwrite_layout()), Signal(wwrite_layout())
+    m = Module()
+    with pytest.raises(ValueError, match="2 write-chain hops built, 1 declared"):
+        chain.build(m, 1, wr, Signal(), wr_o, Signal())
+    chain.build(m, 2, wr, Signal(), wr_o, Signal())
+    Fragment.get(m, None)           # elaborated, so Amaranth does not warn it was unused

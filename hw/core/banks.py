@@ -135,7 +135,7 @@ class ColumnStreamer(wiring.Component):
                 for mem_, wid in ((pm, ptr_id), (em, ent_id)):
                     chain.add(mem_.write_port(),
                               lambda w, wid=wid, b=b: (w.mem == wid) & (w.bank == b), key=b)
-        chain.build(m, self.wr, self.wr_en, self.wr_o, self.wr_o_en)
+        chain.build(m, self.write_hops, self.wr, self.wr_en, self.wr_o, self.wr_o_en)
 
         with m.If(load):
             m.d.sync += [pend_v.eq(accept), act.eq(1), act_val.eq(pend_val),

@@ -178,6 +178,6 @@ class MacLane(wiring.Component):
                 def hit(w, wid=self.bias_ids[0]):
                     return (w.mem == wid) & (w.bank == self.bank)
             chain.add(bw, hit)
-        chain.build(m, self.wr, self.wr_en, self.wr_o, self.wr_o_en)
+        chain.build(m, self.write_hops, self.wr, self.wr_en, self.wr_o, self.wr_o_en)
         m.d.comb += self.busy.eq(p1[0] | p2[0] | p3[0] | p4[0])
         return m

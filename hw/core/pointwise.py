@@ -100,7 +100,7 @@ class PointwiseLane(wiring.Component):
         sig_r, sig_z, tanh_rd = sig.read_port(), sig.read_port(), tanh.read_port()
         chain = WriteChain("pw")
         chain.add(th_wr, lambda w: (w.mem == self.theta_id) & (w.bank == self.bank))
-        chain.build(m, self.wr, self.wr_en, self.wr_o, self.wr_o_en)
+        chain.build(m, self.write_hops, self.wr, self.wr_en, self.wr_o, self.wr_o_en)
 
         N = self.stages
         v = [Signal(name=f"v{k}") for k in range(N + 1)]

@@ -64,7 +64,8 @@ class WriteChain:
 
     ``add(port, hit, key)`` registers a memory write port and its address decode
     (``hit(bus)`` -> 1 bit, on the incoming hop's payload); ports with the same ``key`` (a
-    lane or bank) share one hop. ``build(m, wr, wr_en, wr_o, wr_o_en)`` wires the hops in
+    lane or bank) share one hop. ``build(m, hops, wr, wr_en, wr_o, wr_o_en)`` checks that
+    ``hops`` (the block's declared `write_hops`) is what it builds and wires the hops in
     ``key`` order from the block's input to its output. `hops` is the number of registers.
     """
 
@@ -82,7 +83,12 @@ class WriteChain:
     def hops(self) -> int:
         return len(self.keys)
 
-    def build(self, m, wr, wr_en, wr_o, wr_o_en):
+    def build(self, m, hops, wr, wr_en, wr_o, wr_o_en):
+        # ``hops`` is what the block declared (`write_hops`), from which the accelerator
+        # computes how long a write takes to land; a block that built more would let a
+        # command run before its writes landed
+        if hops != self.hops:
+            raise ValueError(f"{self.name}: {self.hops} write-chain hops built, {hops} declared")
         layout = wr.shape()
         prev, prev_v = wr, wr_en
         for h, key in enumerate(self.keys):
