@@ -32,7 +32,9 @@ def resource_summary(params) -> dict:
         for mt in (lp.w, lp.r):
             mems.append((f"{mt.name}.ptr", P, mt.ptr_depth, mt.ptr_bits))
             mems.append((f"{mt.name}.ent", P, mt.ent_depth, mt.ent_bits))
-        mems += [(f"l{k}.acc", 6 * P, U, f.acc_bits), (f"l{k}.bias", 6 * P, U, f.acc_bits),
+        # the accumulators: all six slots of a lane in one memory (a block RAM)
+        mems += [(f"l{k}.acc", P, 6 << lp.ubits, f.acc_bits),
+                 (f"l{k}.bias", 6 * P, U, f.acc_bits),
                  (f"l{k}.c", P, U, f.state_bits), (f"l{k}.theta", P, U, f.state_bits),
                  (f"l{k}.sigmoid", P, f.table_size, f.gate_bits),
                  (f"l{k}.tanh", P, f.table_size, f.state_bits),

@@ -12,6 +12,23 @@ from hw.fixedpoint import Format, wrap
 U = 4
 
 
+async def read_unit(ctx, dut, u, mask):
+    """Reads unit ``u``'s slots (one per cycle when there are several) with the bias
+    write-back of ``mask``; returns the slots' values once they are in ``rd_data``."""
+    S = dut.slots
+    ctx.set(dut.rd_en, 1)
+    ctx.set(dut.rd_addr, u)
+    ctx.set(dut.rd_mask, mask)
+    for s in range(S):
+        ctx.set(dut.rd_slot, s)
+        await ctx.tick()
+    ctx.set(dut.rd_en, 0)
+    if S > 1:
+        for _ in range(MacLane.gather_latency - 1):
+            await ctx.tick()
+    return [ctx.get(dut.rd_data[s]) for s in range(S)]
+
+
 def _run(entries, *, fmt, bias, steps=1):
     """Drives ``entries`` (tuples (addr, sel, w, v) or None for an idle cycle), reads all
     accumulators back with the bias write-back, ``steps`` times; checks against a model."""
@@ -41,23 +58,14 @@ def _run(entries, *, fmt, bias, steps=1):
             ctx.set(dut.ext, 1)
             g = np.zeros_like(acc)
             for u in range(U):                         # read + write back biases
-                ctx.set(dut.rd_en, 1)
-                ctx.set(dut.rd_addr, u)
-                ctx.set(dut.rd_mask, (1 << S) - 1)
-                await ctx.tick()
-                ctx.set(dut.rd_en, 0)
-                g[:, u] = [ctx.get(dut.rd_data[s]) for s in range(S)]
+                g[:, u] = await read_unit(ctx, dut, u, (1 << S) - 1)
             got.append(g)
             ctx.set(dut.ext, 0)                        # next step right away
 
         await ctx.tick()
         ctx.set(dut.ext, 1)
         for u in range(U):                             # now the biases again
-            ctx.set(dut.rd_en, 1)
-            ctx.set(dut.rd_addr, u)
-            ctx.set(dut.rd_mask, 0)
-            await ctx.tick()
-            assert [ctx.get(dut.rd_data[s]) for s in range(S)] == [bias[s][u] for s in range(S)]
+            assert await read_unit(ctx, dut, u, 0) == [bias[s][u] for s in range(S)]
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)

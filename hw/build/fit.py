@@ -2,8 +2,8 @@
 
 The estimate follows the core's structure (docs/build.md, "Fit check"), per layer and bank:
 weight pointer and entry memories for W and R (sized from the bundle's non-zero counts, not
-its dense shapes), six accumulator and six bias memories of depth U = ceil(H/P), the
-pointwise lane's state, threshold and two table memories, the event beat memories; the
+its dense shapes), one block RAM for the six accumulator slots and six bias memories of
+depth U = ceil(H/P), the pointwise lane's state, threshold and two table memories, the event beat memories; the
 readout's pointer/entry/accumulator/bias memories per bank; the UART receive buffer and the
 logit buffer. Each memory becomes block RAMs in the cheapest aspect ratio, or distributed
 RAM when Yosys would choose it (its cost model: one 16x4 TRELLIS_DPR16X4 costs 4, one DP16KD
@@ -46,6 +46,7 @@ class Memory:
     width: int
     group: str        # "weights" (pointer/entry), "accumulators", "state", "io"
     read_ports: int = 1   # each read port is one copy (one write + one read per copy)
+    block: bool = False   # forced into block RAM (the RTL sets ram_style = "block")
 
 
 def brams_for(depth: int, width: int, shapes) -> int:
@@ -63,7 +64,7 @@ def _placement(mem: Memory, device: Device) -> tuple[int, int]:
     if bits <= 64 or (not device.lutram and bits <= 512):
         return 0, bits                 # flip-flops and a read mux (~1 LUT4 a bit)
     n = brams_for(mem.depth, mem.width, device.bram_shapes)
-    if device.lutram:
+    if device.lutram and not mem.block:
         cells = _lutram_cells(mem.depth, mem.width)
         # Yosys' costs (LUT RAM cell 4, DP16KD 128) plus its sync-read overhead, as
         # calibrated on builds: 64x14 single-read -> DP16KD; 97x10 two-read -> LUT RAM,
@@ -213,7 +214,8 @@ def _memories(bundle, *, max_payload: int):
     for k, h, units, w, r in layers:
         units = max(2, units)
         mems += mat(f"l{k}.w", w) + mat(f"l{k}.r", r)
-        mems.append(Memory(f"l{k}.acc", 6 * P, units, ab, "accumulators"))
+        # a MAC lane's six accumulator slots are one block RAM (hw/core/mac.py)
+        mems.append(Memory(f"l{k}.acc", P, 6 << _bits(units), ab, "accumulators", block=True))
         mems.append(Memory(f"l{k}.bias", 6 * P, units, ab, "accumulators"))
         mems.append(Memory(f"l{k}.c", P, units, sb, "state"))
         mems.append(Memory(f"l{k}.theta", P, units, sb, "state"))

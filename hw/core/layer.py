@@ -36,9 +36,10 @@ class Layer(wiring.Component):
 
     A step (``start`` pulse): input events (``i_stream``, matrix W, into ax) and the layer's
     own events of the previous step (matrix R, into ah) stream through the banks; then the
-    pointwise pass over ``U = ceil(H/P)`` local units writes c, emits this step's events into
-    the event store and writes the biases back into the accumulators. ``done`` pulses at the
-    end. ``reset`` runs a U-cycle pass: c = 0, accumulators = biases, no pending events.
+    pointwise pass over ``U = ceil(H/P)`` local units (six cycles each: one per accumulator
+    slot) writes c, emits this step's events into the event store and writes the biases back
+    into the accumulators. ``done`` pulses at the end. ``reset`` runs a 6U-cycle pass: c = 0,
+    accumulators = biases, no pending events.
 
     Parameters
     ----------
@@ -142,30 +143,51 @@ class Layer(wiring.Component):
             acc_idle = acc_idle & ~mac.busy
         pipe_busy = pws[0].pipe_busy
 
-        # pointwise control
+        # pointwise control: a unit's six accumulators are read one slot per cycle (the MAC
+        # lane keeps them in one block RAM); the unit enters the pointwise lanes when the
+        # lanes have gathered them, ``MacLane.gather_latency - 1`` cycles after its last slot
         u = Signal(range(U + 1))
+        slot = Signal(range(6))
+        last_slot = Signal()          # slot == 5, kept in a flip-flop
         out_ready = Signal()
         m.d.comb += out_ready.eq(self.o_trace.ready if self.trace else 1)
         adv = ~pws[0].out_valid | out_ready
         issue = Signal()
         # issue == (u < U) in the PW state, kept in a flip-flop: it drives the read enables
-        # of every lane's accumulator memories, so it should not start with a comparator
+        # of every lane's accumulator memory, so it should not start with a comparator
         pw_more = Signal()
         # ext == (state is PW or CLR), kept in a flip-flop set and cleared on the transitions:
         # it selects every MAC lane's accumulator read address
         ext = Signal()
         clr = Signal()
+        # the gathered unit on its way to P0 (advances with the pointwise lanes)
+        gv = [Signal(name=f"gather{k}_v") for k in range(MacLane.gather_latency - 1)]
+        gu = [Signal(range(U + 1), name=f"gather{k}_u") for k in range(len(gv))]
+        with m.If(adv):
+            m.d.sync += [gv[0].eq(issue & last_slot), gu[0].eq(u)]
+            m.d.sync += [x.eq(y) for x, y in zip(gv[1:] + gu[1:], gv[:-1] + gu[:-1])]
+        gather_busy = gv[0]
+        for x in gv[1:]:
+            gather_busy = gather_busy | x
         wb_mask = 0b111000 if lp.persistent else 0b111111
         for b in range(P):
-            m.d.comb += [pws[b].adv.eq(adv), pws[b].p0_valid.eq(issue), pws[b].p0_u.eq(u),
+            m.d.comb += [pws[b].adv.eq(adv), pws[b].p0_valid.eq(gv[-1]),
+                         pws[b].p0_u.eq(gu[-1]),
                          pws[b].clr_en.eq(clr), pws[b].clr_addr.eq(u),
-                         macs[b].ext.eq(ext), macs[b].rd_addr.eq(u)]
+                         macs[b].ext.eq(ext), macs[b].rd_addr.eq(u), macs[b].rd_slot.eq(slot)]
             # without trace back-pressure (adv == 1) the read ports need no enable
             m.d.comb += macs[b].rd_hold.eq(~adv)
             with m.If(clr):
                 m.d.comb += [macs[b].rd_en.eq(1), macs[b].rd_mask.eq(0b111111)]
             with m.Else():
                 m.d.comb += [macs[b].rd_en.eq(issue & adv), macs[b].rd_mask.eq(wb_mask)]
+
+        def next_slot():
+            """Advance (u, slot) by one slot read."""
+            with m.If(last_slot):
+                m.d.sync += [slot.eq(0), last_slot.eq(0), u.eq(u + 1)]
+            with m.Else():
+                m.d.sync += [slot.eq(slot + 1), last_slot.eq(slot == 4)]
 
         # beats -> event store and trace
         beat = store.i_beat.payload
@@ -185,7 +207,7 @@ class Layer(wiring.Component):
                     m.d.comb += store.rec_start.eq(1)
                     m.next = "ACC_GO"
                 with m.Elif(self.reset):
-                    m.d.sync += [u.eq(0), ext.eq(1)]
+                    m.d.sync += [u.eq(0), slot.eq(0), last_slot.eq(0), ext.eq(1)]
                     m.next = "CLR"
             with m.State("ACC_GO"):
                 m.d.comb += [accum.eq(1), self.busy.eq(1)]
@@ -193,21 +215,24 @@ class Layer(wiring.Component):
             with m.State("ACC"):
                 m.d.comb += [accum.eq(1), self.busy.eq(1)]
                 with m.If(acc_idle & self.i_final):
-                    m.d.sync += [u.eq(0), pw_more.eq(1), ext.eq(1)]
+                    m.d.sync += [u.eq(0), slot.eq(0), last_slot.eq(0), pw_more.eq(1),
+                                 ext.eq(1)]
                     m.d.comb += [store.clear.eq(1), self.pw_start.eq(1)]
                     m.next = "PW"
             with m.State("PW"):
                 m.d.comb += [self.busy.eq(1), issue.eq(pw_more),
                              store.fwd_hold.eq(1)]
                 with m.If(issue & adv):
-                    m.d.sync += [u.eq(u + 1), pw_more.eq(u < U - 1)]
-                with m.If((u == U) & ~pipe_busy):
+                    next_slot()
+                    with m.If(last_slot):
+                        m.d.sync += pw_more.eq(u < U - 1)
+                with m.If((u == U) & ~gather_busy & ~pipe_busy):
                     m.d.sync += ext.eq(0)
                     m.next = "DONE"
             with m.State("CLR"):
                 m.d.comb += [clr.eq(1), self.busy.eq(1), store.clear.eq(1)]
-                m.d.sync += u.eq(u + 1)
-                with m.If(u == U - 1):
+                next_slot()
+                with m.If((u == U - 1) & last_slot):
                     m.d.sync += ext.eq(0)
                     m.next = "DONE"
             with m.State("DONE"):

@@ -15,25 +15,34 @@ So a read misses the writes of the 4 entries before it; they are forwarded from 
 register and three delayed copies of it (``fw1..fw3``); all compares are registered a stage
 ahead. Additions wrap at ``ab`` bits.
 
-Outside the accumulation phase the same ports give the pointwise unit / readout a read of all
-slots at one address (``rd_*``); the cycle after such a read, the slots selected by
-``rd_mask`` are overwritten with their biases, so the next step starts from the biases with
-no extra pass. ``busy`` is 1 while an entry has not been written back; a user hands the ports
-to ``rd_*`` (``ext``) only once it is 0.
+The accumulators of all slots are one memory of ``slots << ubits`` words (slot s, local unit
+u at ``(s << ubits) | u``). A layer lane's six slots (96 x 32 bits on the shipped model)
+are one block RAM: as six 16-deep LUT RAMs in each of 24 lanes they took most of the ECP5's
+RAM-capable LUT sites, and the default build did not finish routing (docs/build.md). A
+block RAM has one read port, so outside the accumulation phase the pointwise unit reads
+the slots one per cycle (``rd_en``, ``rd_addr``, ``rd_slot``): the read data is registered
+(G1, like M1) and then gathered into ``rd_data[slot]`` (G2), which holds a unit's six
+accumulators two cycles after its last slot was read. The cycle after a slot is read, it is
+overwritten with its bias if ``rd_mask`` selects it, so the next step starts from the biases
+with no extra pass. ``busy`` is 1 while an entry has not been written back; a user hands the
+ports to ``rd_*`` (``ext``) only once it is 0. A single-slot lane (the readout's logits)
+keeps its accumulators in LUT RAM and gives ``rd_data`` straight from the read port, the
+cycle after ``rd_en``.
 """
 
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from .banks import lane_layout
+from .dsp import RegisteredMul
 from .wport import WriteChain, write_members
 
 __all__ = ["MacLane"]
 
 
 class MacLane(wiring.Component):
-    """One bank's accumulators (``slots`` memories of ``depth`` words) and their MAC.
+    """One bank's accumulators (``slots`` x ``depth`` words) and their MAC.
 
     Parameters
     ----------
@@ -50,14 +59,16 @@ class MacLane(wiring.Component):
     Members
     -------
     i : In(`lane_layout`); an entry (when ``i.valid``) in the accumulation phase.
-    ext : In(1); 1 hands the accumulator read ports to ``rd_*`` (pointwise / readout phase).
-    rd_en, rd_addr, rd_mask : In; read all slots at ``rd_addr``; data on ``rd_data`` the next
-        cycle; bias write-back of ``rd_mask`` slots then.
-    rd_hold : In(1); 1: ``rd_data`` holds until the next ``rd_en`` (the readout's stalled scan
-        reads it again). 0: the read ports read ``rd_addr`` every cycle while ``ext``, so the
-        many read-data flip-flops need no enable, and ``rd_en`` (a decoded FSM signal) drives
-        only the write-back registers: a consumer that registers ``rd_data`` in the cycle
-        after ``rd_en`` (the pointwise lane) sees the same data.
+    ext : In(1); 1 hands the accumulator read port to ``rd_*`` (pointwise / readout phase).
+    rd_en, rd_addr, rd_slot, rd_mask : In; read slot ``rd_slot`` at ``rd_addr`` (a
+        single-slot lane: data on ``rd_data[0]`` the next cycle; more slots: gathered into
+        ``rd_data[rd_slot]`` three cycles later); the next cycle, write the slot's bias back
+        if bit ``rd_slot`` of ``rd_mask`` is set.
+    rd_hold : In(1); 1: the read port (and the gather registers) hold while ``rd_en`` is 0
+        (the readout's stalled scan reads the same data again; the pointwise lane stalls
+        under back-pressure). 0: the read port reads every cycle while ``ext``, so the
+        read-data flip-flops need no enable and ``rd_en`` (a decoded FSM signal) drives only
+        the write-back and gather flags.
     rd_data : Out(array of ``slots`` signed(ab)).
     busy : Out(1); an entry is in flight (not yet written back).
     wr, wr_en, wr_o, wr_o_en : the write chain through this lane (`write_hops` registers).
@@ -65,6 +76,8 @@ class MacLane(wiring.Component):
 
     stages = 4
     write_hops = 1
+    #: cycles from a slot's read (``rd_en``) to its value in ``rd_data`` (several slots)
+    gather_latency = 3
 
     def __init__(self, *, slots, depth, fmt, ubits, bias, bias_ids, bank=0, bus=None):
         self.slots, self.depth, self.fmt, self.ubits = slots, depth, fmt, ubits
@@ -73,7 +86,8 @@ class MacLane(wiring.Component):
         super().__init__({
             "i": In(lane_layout(fmt.weight_bits, fmt.state_bits, ubits)),
             "ext": In(1),
-            "rd_en": In(1), "rd_addr": In(unsigned(ubits)), "rd_mask": In(slots),
+            "rd_en": In(1), "rd_addr": In(unsigned(ubits)),
+            "rd_slot": In(range(max(2, slots))), "rd_mask": In(slots),
             "rd_hold": In(1),
             "rd_data": Out(data.ArrayLayout(signed(ab), slots)),
             "busy": Out(1),
@@ -93,25 +107,30 @@ class MacLane(wiring.Component):
         def same(a, b):          # b (an in-flight write) is valid and at a's accumulator
             return b[0] & (a[1] == b[1]) & (a[2] == b[2])
 
+        def word(addr, slot):    # slot s, local unit u -> (s << ubits) | u
+            return Cat(addr, slot[:max(1, (S - 1).bit_length())]) if S > 1 else addr
+
         p1, p2, p3, p4 = entry("p1"), entry("p2"), entry("p3"), entry("p4")
         fw1, fw2, fw3 = entry("fw1"), entry("fw2"), entry("fw3")
-        p1_w = Signal(signed(self.fmt.weight_bits))
-        p1_x = Signal(signed(self.fmt.state_bits))
-        p2_prod, p3_prod = Signal(signed(pw)), Signal(signed(pw))
-        p2_raw = [Signal(signed(ab), name=f"p2_raw{s}") for s in range(S)]
+        # the product v * w: the multiplier's own registers stand for M0 -> M1 and M1 -> M2
+        m.submodules.mul = mul = RegisteredMul(signed(self.fmt.weight_bits),
+                                               signed(self.fmt.state_bits))
+        m.d.comb += [mul.a.eq(self.i.w), mul.b.eq(self.i.v), mul.ce.eq(1)]
+        p3_prod = Signal(signed(pw))
+        p2_raw = Signal(signed(ab))
         p3_old, p4_sum = Signal(signed(ab)), Signal(signed(ab))
         fw1_sum, fw2_sum, fw3_sum = (Signal(signed(ab), name=f"fw{k}_sum") for k in (1, 2, 3))
         # registered forwarding hits: h2_* for M2 (from p4 / fw1 / fw2 then), h3 for M3 (p4)
         h2_a, h2_b, h2_c, h3 = Signal(), Signal(), Signal(), Signal()
-        # bias write-back
+        # bias write-back of the slot read in the cycle before
         wb_v = Signal()
         wb_addr = Signal(ub)
+        wb_slot = Signal.like(self.rd_slot)
         wb_mask = Signal(S)
 
-        # M0 -> M1: the entry and the multiplier inputs
+        # M0 -> M1: the entry (the multiplier registers its inputs itself)
         with m.If(~self.ext):
-            m.d.sync += [p1[0].eq(self.i.valid), p1[1].eq(self.i.sel), p1[2].eq(self.i.addr),
-                         p1_w.eq(self.i.w), p1_x.eq(self.i.v)]
+            m.d.sync += [p1[0].eq(self.i.valid), p1[1].eq(self.i.sel), p1[2].eq(self.i.addr)]
         with m.Else():
             m.d.sync += p1[0].eq(0)
         # the entry moves on every cycle; written sums are kept three more cycles (fw1..fw3)
@@ -122,17 +141,13 @@ class MacLane(wiring.Component):
             m.d.sync += [b[0].eq(a[0] & ~self.ext), b[1].eq(a[1]), b[2].eq(a[2])]
         m.d.sync += [fw1_sum.eq(p4_sum), fw2_sum.eq(fw1_sum), fw3_sum.eq(fw2_sum)]
         # M1: product; hits for M2 (the entries that will then be in p4 / fw1 / fw2)
-        m.d.sync += [p2_prod.eq(p1_w * p1_x), p3_prod.eq(p2_prod),
+        m.d.sync += [p3_prod.eq(mul.p),
                      h2_a.eq(same(p1, p3)), h2_b.eq(same(p1, p4)), h2_c.eq(same(p1, fw1)),
                      h3.eq(same(p2, p3))]
-        m.d.sync += [wb_v.eq(self.rd_en), wb_addr.eq(self.rd_addr), wb_mask.eq(self.rd_mask)]
+        m.d.sync += [wb_v.eq(self.rd_en), wb_addr.eq(self.rd_addr), wb_slot.eq(self.rd_slot),
+                     wb_mask.eq(self.rd_mask)]
 
-        # M2: slot mux of the registered read data, then in-flight writes (newest wins)
-        mem_old = Signal(signed(ab))
-        with m.Switch(p2[1]):
-            for s in range(S):
-                with m.Case(s):
-                    m.d.comb += mem_old.eq(p2_raw[s])
+        # M2: the registered read data, unless a write was in flight (newest wins)
         with m.If(h2_a):
             m.d.sync += p3_old.eq(p4_sum)
         with m.Elif(h2_b):
@@ -140,36 +155,38 @@ class MacLane(wiring.Component):
         with m.Elif(h2_c):
             m.d.sync += p3_old.eq(fw2_sum)
         with m.Else():
-            m.d.sync += p3_old.eq(mem_old)
+            m.d.sync += p3_old.eq(p2_raw)
         # M3: add (the entry just before, now in M4, forwards its sum straight from p4_sum)
         m.d.sync += p4_sum.eq(Mux(h3, p4_sum, p3_old) + p3_prod)
 
-        chain = WriteChain("mac")
+        # The accumulators: all slots in one memory, a block RAM when there are several
+        # (Yosys would pick LUT RAM for 96 x 32 bits by its cost model).
+        init = []
         for s in range(S):
-            am = memory.Memory(shape=signed(ab), depth=depth, init=self.bias[s])
+            init += list(self.bias[s]) + [0] * ((1 << ub) - len(self.bias[s]))
+        am = memory.Memory(shape=signed(ab), depth=max(2, S << ub), init=init,
+                           attrs={"ram_style": "block"} if S > 1 else None)
+        m.submodules.acc = am
+        ar, aw = am.read_port(), am.write_port()
+        port_en = self.rd_en | ~self.rd_hold
+        with m.If(self.ext):
+            m.d.comb += [ar.addr.eq(word(self.rd_addr, self.rd_slot)), ar.en.eq(port_en)]
+        with m.Else():
+            m.d.comb += [ar.addr.eq(word(self.i.addr, self.i.sel)), ar.en.eq(1)]
+        # M1 / G1: the raw read data, registered (block RAM clock-to-out is ~5.6 ns)
+        with m.If(~self.ext | port_en):
+            m.d.sync += p2_raw.eq(ar.data)
+
+        # The biases (run-time writable), read at the unit with the accumulators; the
+        # write-back takes the read slot's.
+        chain = WriteChain("mac")
+        bias_data = []
+        for s in range(S):
             bm = memory.Memory(shape=signed(ab), depth=depth, init=self.bias[s])
-            m.submodules[f"acc{s}"] = am
             m.submodules[f"bias{s}"] = bm
-            ar, aw = am.read_port(), am.write_port()
-            # The bias is read with the accumulators and its read register feeds the
-            # write-back. (Read asynchronously in the write-back cycle instead, it saved 192
-            # flip-flops per lane, but that default build's routing stalled at 13k overused
-            # arcs, while the build before it kept converging: docs/build.md.)
             br, bw = bm.read_port(), bm.write_port()
-            port_en = self.rd_en | ~self.rd_hold
             m.d.comb += [br.addr.eq(self.rd_addr), br.en.eq(port_en)]
-            with m.If(self.ext):
-                m.d.comb += [ar.addr.eq(self.rd_addr), ar.en.eq(port_en)]
-            with m.Else():
-                m.d.comb += [ar.addr.eq(self.i.addr), ar.en.eq(1)]
-            m.d.comb += self.rd_data[s].eq(ar.data)
-            m.d.sync += p2_raw[s].eq(ar.data)                      # M1: registered read data
-            with m.If(wb_v):
-                m.d.comb += [aw.addr.eq(wb_addr), aw.data.eq(br.data), aw.en.eq(wb_mask[s])]
-            with m.Else():
-                m.d.comb += [aw.addr.eq(p4[2]), aw.data.eq(p4_sum),
-                             aw.en.eq(p4[0] & (p4[1] == s))]
-            # run-time bias writes
+            bias_data.append(br.data)
             if S == 6:
                 wid, gate = self.bias_ids[s // 3], s % 3
                 def hit(w, wid=wid, gate=gate):
@@ -178,6 +195,31 @@ class MacLane(wiring.Component):
                 def hit(w, wid=self.bias_ids[0]):
                     return (w.mem == wid) & (w.bank == self.bank)
             chain.add(bw, hit)
+        bias_q = Signal(signed(ab))
+        with m.Switch(wb_slot):
+            for s in range(S):
+                with m.Case(s):
+                    m.d.comb += bias_q.eq(bias_data[s])
         chain.build(m, self.write_hops, self.wr, self.wr_en, self.wr_o, self.wr_o_en)
+        with m.If(wb_v):
+            m.d.comb += [aw.addr.eq(word(wb_addr, wb_slot)), aw.data.eq(bias_q),
+                         aw.en.eq(wb_mask.bit_select(wb_slot, 1))]
+        with m.Else():
+            m.d.comb += [aw.addr.eq(word(p4[2], p4[1])), aw.data.eq(p4_sum), aw.en.eq(p4[0])]
+
+        if S == 1:
+            m.d.comb += self.rd_data[0].eq(ar.data)
+        else:
+            # G2: gather the slots of a unit (g1: the slot now in p2_raw)
+            g0_v, g1_v = Signal(), Signal()
+            g0_s, g1_s = Signal.like(self.rd_slot), Signal.like(self.rd_slot)
+            hold = [Signal(signed(ab), name=f"hold{s}") for s in range(S)]
+            with m.If(port_en):
+                m.d.sync += [g0_v.eq(self.rd_en), g0_s.eq(self.rd_slot),
+                             g1_v.eq(g0_v), g1_s.eq(g0_s)]
+                for s in range(S):
+                    with m.If(g1_v & (g1_s == s)):
+                        m.d.sync += hold[s].eq(p2_raw)
+            m.d.comb += [self.rd_data[s].eq(hold[s]) for s in range(S)]
         m.d.comb += self.busy.eq(p1[0] | p2[0] | p3[0] | p4[0])
         return m

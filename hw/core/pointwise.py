@@ -1,13 +1,15 @@
 """The pointwise unit's lane: gate tables, narrowing, c^ = g + z*(c-g), threshold, soft reset.
 
-One lane per bank handles one local unit per cycle (docs/fixed_point.md section 4). The
+One lane per bank handles one local unit per cycle (docs/fixed_point.md section 4); the
+layer feeds it one every six cycles, the time the MAC lane needs to read a unit's six
+accumulator slots from its block RAM. The
 pipeline advances only when ``adv`` is high (output back-pressure stalls every stage, and
 every memory read port holds its data). Stage by stage (``stages = 15``, from the address at
 P0 to the registered result at P15): every stage holds at most one carry chain (an add, a
 rounding add or a compare) or one table read or one multiply, saturation reads overflow off
 the top bits (`hw.core.arith.sat`), and every memory output is registered before use:
 
-    P0   address u: read the accumulators (in the MAC lane)
+    P0   unit u: its six accumulators, gathered by the MAC lane (`hw.core.mac`)
     P1   register the accumulators
     P2   ax + ah for r and z
     P3   narrow the sums (A -> P)
@@ -34,6 +36,7 @@ from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from .arith import narrow, rshift_round, sat, table_index
+from .dsp import RegisteredMul
 from .wport import WriteChain, write_members
 
 __all__ = ["PointwiseLane"]
@@ -55,8 +58,9 @@ class PointwiseLane(wiring.Component):
     Members
     -------
     adv : In(1); pipeline enable.
-    p0_valid, p0_u : In; a unit enters (its accumulators are read by the MAC lane now).
-    acc : In(array of 6 signed(ab)); the MAC lane's ``rd_data`` (valid at P1).
+    p0_valid, p0_u : In; a unit enters.
+    acc : In(array of 6 signed(ab)); the MAC lane's ``rd_data`` (the unit's accumulators in
+        the cycle after ``p0_valid``).
     clr_en, clr_addr : In; write c[clr_addr] = 0 (RESET pass; not while the pipeline runs).
     out_valid, out_u, out_fire, out_y, out_c : Out; the P15 result.
     pipe_busy : Out(1); some stage holds a unit.
@@ -136,12 +140,13 @@ class PointwiseLane(wiring.Component):
         m.d.comb += [sig_r.addr.eq(table_index(s3_pr, f)), sig_z.addr.eq(table_index(s3_pz, f)),
                      sig_r.en.eq(adv), sig_z.en.eq(adv)]
         s4_hn, s4_nx = carry(s3_hn, "s4_hn"), carry(s3_nx, "s4_nx")
-        # P5: register the table outputs
-        s5_r = reg(unsigned(gb), "s5_r", sig_r.data)       # unsigned: 0 .. 2**gf
+        # P5: register the table outputs (r and hn in the multiplier's input registers)
+        # P6: r * hn (the multiplier's output register)
+        m.submodules.mul_rh = mul_rh = RegisteredMul(unsigned(gb), signed(pb))
+        m.d.comb += [mul_rh.a.eq(sig_r.data), mul_rh.b.eq(s4_hn), mul_rh.ce.eq(adv)]
+        s6_rh = mul_rh.p                                    # r: unsigned, 0 .. 2**gf
         s5_z = reg(unsigned(gb), "s5_z", sig_z.data)
-        s5_hn, s5_nx = carry(s4_hn, "s5_hn"), carry(s4_nx, "s5_nx")
-        # P6: r * hn (registered multiply)
-        s6_rh = reg(signed(gb + pb + 1), "s6_rh", s5_r * s5_hn)
+        s5_nx = carry(s4_nx, "s5_nx")
         s6_z, s6_nx = carry(s5_z, "s6_z"), carry(s5_nx, "s6_nx")
         # P7: round(r * hn)
         s7_rh = reg(signed(gb + pb + 1 - gf + 1), "s7_rh", rshift_round(s6_rh, gf))
@@ -154,13 +159,13 @@ class PointwiseLane(wiring.Component):
         m.d.comb += [tanh_rd.addr.eq(table_index(s8_pn, f)), tanh_rd.en.eq(adv)]
         s9_z = carry(s8_z, "s9_z")
         s9_c = reg(signed(sb), "s9_c", c_rd.data)
-        # P10: register g and c - g
+        # P10: register g and c - g (z and c - g in the multiplier's input registers)
+        # P11: z * (c - g) (the multiplier's output register)
         g = tanh_rd.data
-        s10_d = reg(signed(sb + 1), "s10_d", s9_c - g)
+        m.submodules.mul_zd = mul_zd = RegisteredMul(unsigned(gb), signed(sb + 1))
+        m.d.comb += [mul_zd.a.eq(s9_z), mul_zd.b.eq(s9_c - g), mul_zd.ce.eq(adv)]
+        s11_zd = mul_zd.p
         s10_g = reg(signed(sb), "s10_g", g)
-        s10_z = carry(s9_z, "s10_z")
-        # P11: z * (c - g) (registered multiply)
-        s11_zd = reg(signed(gb + sb + 2), "s11_zd", s10_z * s10_d)
         s11_g = carry(s10_g, "s11_g")
         # P12: round(z * (c - g)); read theta
         s12_zr = reg(signed(gb + sb + 2 - gf + 1), "s12_zr", rshift_round(s11_zd, gf))
