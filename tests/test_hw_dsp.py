@@ -15,7 +15,7 @@ import subprocess
 
 import pytest
 from amaranth.back import verilog
-from amaranth.hdl import Module, signed, unsigned
+from amaranth.hdl import Fragment, Module, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -160,6 +160,10 @@ def test_ecp5_platforms_get_the_primitive():
     assert uses_ecp5_dsp(Ecp5()) and not uses_ecp5_dsp(Ice40()) and not uses_ecp5_dsp(None)
 
 
-def test_operands_wider_than_the_multiplier_are_refused():
+def test_wide_operands_are_logic_and_refused_as_a_primitive():
+    assert RegisteredMul.fits(unsigned(17), signed(18))
+    assert not RegisteredMul.fits(unsigned(18), signed(8))      # gate_bits = 18
+    assert not RegisteredMul.fits(signed(8), signed(19))
+    Fragment.get(RegisteredMul(unsigned(18), signed(8)), None)  # logic form: accepted
     with pytest.raises(ValueError, match="18 x 18"):
-        RegisteredMul(unsigned(18), signed(8))
+        RegisteredMul(unsigned(18), signed(8), primitive=True)

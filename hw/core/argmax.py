@@ -58,7 +58,8 @@ class ArgMax(wiring.Component):
         cand = data.StructLayout({"ok": 1, "v": signed(vb), "k": ib})
 
         # Stage 0: register the inputs (cuts the path from the accumulator block RAMs).
-        row = [Signal(cand, name=f"in{b}") for b in range(self.width)]
+        # (the candidate registers are loaded every cycle, so they need no reset)
+        row = [Signal(cand, name=f"in{b}", reset_less=True) for b in range(self.width)]
         valid = Signal(name="v0")
         m.d.sync += valid.eq(self.push)
         for b, c in enumerate(row):
@@ -80,12 +81,12 @@ class ArgMax(wiring.Component):
             level += 1
             pairs, nxt = [], []
             for i in range(0, len(row), 2):
-                a = Signal(cand, name=f"a{level}_{i // 2}")
+                a = Signal(cand, name=f"a{level}_{i // 2}", reset_less=True)
                 m.d.sync += a.eq(row[i])
                 if i + 1 == len(row):
                     pairs.append((a, None, None))
                     continue
-                b = Signal(cand, name=f"b{level}_{i // 2}")
+                b = Signal(cand, name=f"b{level}_{i // 2}", reset_less=True)
                 gt = Signal(name=f"gt{level}_{i // 2}")
                 # b > a as the sign of a - b: one carry chain, then one LUT with the oks
                 diff = row[i].v - row[i + 1].v
@@ -94,7 +95,7 @@ class ArgMax(wiring.Component):
                 pairs.append((a, b, gt))
             delay(valids[-1])
             for j, (a, b, gt) in enumerate(pairs):
-                w = Signal(cand, name=f"t{level}_{j}")
+                w = Signal(cand, name=f"t{level}_{j}", reset_less=True)
                 m.d.sync += w.eq(a if b is None else Mux(gt, b, a))
                 nxt.append(w)
             delay(valids[-1])

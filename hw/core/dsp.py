@@ -31,8 +31,8 @@ class RegisteredMul(wiring.Component):
 
     Parameters
     ----------
-    a_shape, b_shape : operand shapes (signed or unsigned; at most 17 bits unsigned or 18
-        signed each for the hard multiplier).
+    a_shape, b_shape : operand shapes (signed or unsigned; the hard multiplier takes at most
+        17 bits unsigned or 18 signed each, wider operands get the logic form).
     primitive : None: MULT18X18D when elaborated for an ECP5 platform, logic otherwise;
         True / False force one form (tests).
 
@@ -45,16 +45,21 @@ class RegisteredMul(wiring.Component):
 
     def __init__(self, a_shape, b_shape, *, primitive=None):
         self.a_shape, self.b_shape, self.primitive = a_shape, b_shape, primitive
-        a, b = Signal(a_shape), Signal(b_shape)
-        for name, s in (("a", a), ("b", b)):
-            if len(s) + (0 if s.shape().signed else 1) > ECP5_WIDTH:
-                self._MustUse__silence = True          # refused, not "created but unused"
-                raise ValueError(f"RegisteredMul operand {name} ({s.shape()}) needs more than "
-                                 f"{ECP5_WIDTH} signed bits: one hard multiplier takes "
-                                 f"18 x 18")
+        if primitive and not self.fits(a_shape, b_shape):
+            self._MustUse__silence = True          # refused, not "created but unused"
+            raise ValueError(f"RegisteredMul operands {a_shape} x {b_shape}: one hard "
+                             f"multiplier takes 18 x 18 signed bits")
         self.p_width = self.product_width(a_shape, b_shape)
         super().__init__({"a": In(a_shape), "b": In(b_shape), "ce": In(1),
                           "p": Out(signed(self.p_width))})
+
+    @staticmethod
+    def fits(a_shape, b_shape) -> bool:
+        """Both operands fit one MULT18X18D (18 bits signed, 17 unsigned)."""
+        def bits(shape):
+            s = Signal(shape)
+            return len(s) + (0 if s.shape().signed else 1)
+        return bits(a_shape) <= ECP5_WIDTH and bits(b_shape) <= ECP5_WIDTH
 
     @staticmethod
     def product_width(a_shape, b_shape) -> int:
@@ -63,9 +68,14 @@ class RegisteredMul(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        primitive = uses_ecp5_dsp(platform) if self.primitive is None else self.primitive
+        primitive = self.primitive
+        if primitive is None:
+            # wider operands (a format with gate_bits > 16, say) stay logic; Yosys then
+            # builds the product from several multipliers, unregistered
+            primitive = uses_ecp5_dsp(platform) and self.fits(self.a_shape, self.b_shape)
         if not primitive:
-            a_r, b_r = Signal(self.a_shape), Signal(self.b_shape)
+            a_r = Signal(self.a_shape, reset_less=True)       # as the DSP's: no reset
+            b_r = Signal(self.b_shape, reset_less=True)
             with m.If(self.ce):
                 m.d.sync += [a_r.eq(self.a), b_r.eq(self.b), self.p.eq(a_r * b_r)]
             return m

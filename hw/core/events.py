@@ -55,7 +55,7 @@ class BeatSerializer(wiring.Component):
         active = Signal()
         ptr = Signal.like(self.count)
         s1v = Signal()                           # rd_data holds an unconsumed beat
-        cur = Signal(self._beat)                 # the beat being serialized
+        cur = Signal(self._beat, reset_less=True)   # the beat being serialized (rem says)
         rem = Signal(P)                          # its remaining events (mask)
 
         sel = Signal(range(max(2, P)))

@@ -162,7 +162,7 @@ class Layer(wiring.Component):
         clr = Signal()
         # the gathered unit on its way to P0 (advances with the pointwise lanes)
         gv = [Signal(name=f"gather{k}_v") for k in range(MacLane.gather_latency - 1)]
-        gu = [Signal(range(U + 1), name=f"gather{k}_u") for k in range(len(gv))]
+        gu = [Signal(range(U + 1), name=f"gather{k}_u", reset_less=True) for k in range(len(gv))]
         with m.If(adv):
             m.d.sync += [gv[0].eq(issue & last_slot), gu[0].eq(u)]
             m.d.sync += [x.eq(y) for x, y in zip(gv[1:] + gu[1:], gv[:-1] + gu[:-1])]

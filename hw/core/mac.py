@@ -100,9 +100,15 @@ class MacLane(wiring.Component):
         depth = max(2, self.depth)
         pw = self.fmt.state_bits + self.fmt.weight_bits
 
+        # Only valid bits are reset: the data registers (sel, addr, sums, read data) mean
+        # something only where a valid bit says so, and a reset net to each of them was the
+        # default build's critical path (docs/build.md).
+        def data_reg(shape, name):
+            return Signal(shape, name=name, reset_less=True)
+
         def entry(name):
-            return (Signal(name=f"{name}_v"), Signal(3, name=f"{name}_sel"),
-                    Signal(ub, name=f"{name}_addr"))
+            return (Signal(name=f"{name}_v"), data_reg(3, f"{name}_sel"),
+                    data_reg(ub, f"{name}_addr"))
 
         def same(a, b):          # b (an in-flight write) is valid and at a's accumulator
             return b[0] & (a[1] == b[1]) & (a[2] == b[2])
@@ -116,17 +122,17 @@ class MacLane(wiring.Component):
         m.submodules.mul = mul = RegisteredMul(signed(self.fmt.weight_bits),
                                                signed(self.fmt.state_bits))
         m.d.comb += [mul.a.eq(self.i.w), mul.b.eq(self.i.v), mul.ce.eq(1)]
-        p3_prod = Signal(signed(pw))
-        p2_raw = Signal(signed(ab))
-        p3_old, p4_sum = Signal(signed(ab)), Signal(signed(ab))
-        fw1_sum, fw2_sum, fw3_sum = (Signal(signed(ab), name=f"fw{k}_sum") for k in (1, 2, 3))
+        p3_prod = data_reg(signed(pw), "p3_prod")
+        p2_raw = data_reg(signed(ab), "p2_raw")
+        p3_old, p4_sum = data_reg(signed(ab), "p3_old"), data_reg(signed(ab), "p4_sum")
+        fw1_sum, fw2_sum, fw3_sum = (data_reg(signed(ab), f"fw{k}_sum") for k in (1, 2, 3))
         # registered forwarding hits: h2_* for M2 (from p4 / fw1 / fw2 then), h3 for M3 (p4)
         h2_a, h2_b, h2_c, h3 = Signal(), Signal(), Signal(), Signal()
         # bias write-back of the slot read in the cycle before
         wb_v = Signal()
-        wb_addr = Signal(ub)
-        wb_slot = Signal.like(self.rd_slot)
-        wb_mask = Signal(S)
+        wb_addr = data_reg(ub, "wb_addr")
+        wb_slot = data_reg(self.rd_slot.shape(), "wb_slot")
+        wb_mask = data_reg(S, "wb_mask")
 
         # M0 -> M1: the entry (the multiplier registers its inputs itself)
         with m.If(~self.ext):
@@ -212,8 +218,9 @@ class MacLane(wiring.Component):
         else:
             # G2: gather the slots of a unit (g1: the slot now in p2_raw)
             g0_v, g1_v = Signal(), Signal()
-            g0_s, g1_s = Signal.like(self.rd_slot), Signal.like(self.rd_slot)
-            hold = [Signal(signed(ab), name=f"hold{s}") for s in range(S)]
+            g0_s = data_reg(self.rd_slot.shape(), "g0_s")
+            g1_s = data_reg(self.rd_slot.shape(), "g1_s")
+            hold = [data_reg(signed(ab), f"hold{s}") for s in range(S)]
             with m.If(port_en):
                 m.d.sync += [g0_v.eq(self.rd_en), g0_s.eq(self.rd_slot),
                              g1_v.eq(g0_v), g1_s.eq(g0_s)]

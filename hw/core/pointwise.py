@@ -108,15 +108,17 @@ class PointwiseLane(wiring.Component):
 
         N = self.stages
         v = [Signal(name=f"v{k}") for k in range(N + 1)]
-        u = [Signal(unsigned(self.ubits), name=f"u{k}") for k in range(N + 1)]
+        u = [Signal(unsigned(self.ubits), name=f"u{k}", reset_less=True) for k in range(N + 1)]
         m.d.comb += [v[0].eq(self.p0_valid), u[0].eq(self.p0_u)]
         with m.If(adv):
             m.d.sync += [v[k + 1].eq(v[k]) for k in range(N)]
             m.d.sync += [u[k + 1].eq(u[k]) for k in range(N)]
 
         def reg(shape, name, value):
-            """A pipeline register loaded (under ``adv``) with ``value``."""
-            r = Signal(shape, name=name)
+            """A pipeline register loaded (under ``adv``) with ``value``; without reset, as
+            every data register here (only ``v`` marks what is valid): a reset net to each
+            of thousands of flip-flops was the default build's critical path."""
+            r = Signal(shape, name=name, reset_less=True)
             with m.If(adv):
                 m.d.sync += r.eq(value)
             return r

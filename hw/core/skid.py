@@ -28,7 +28,9 @@ class SkidBuffer(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         main_v, skid_v = Signal(), Signal()
-        main_d, skid_d = Signal(self.shape), Signal(self.shape)
+        # the words need no reset: main_v / skid_v say which hold one
+        main_d = Signal(self.shape, reset_less=True)
+        skid_d = Signal(self.shape, reset_less=True)
         take = self.i.valid & self.i.ready
         m.d.comb += [self.i.ready.eq(~skid_v), self.o.valid.eq(main_v),
                      self.o.payload.eq(main_d)]

@@ -93,7 +93,7 @@ class WriteChain:
         prev, prev_v = wr, wr_en
         for h, key in enumerate(self.keys):
             ports = [(p, hit) for k, p, hit in self.targets if k == key]
-            bus = Signal(layout, name=f"{self.name}_h{h}")
+            bus = Signal(layout, name=f"{self.name}_h{h}", reset_less=True)   # v marks it
             v = Signal(name=f"{self.name}_h{h}_v")
             hits = Signal(len(ports), name=f"{self.name}_h{h}_hit")
             # the decode is registered with the payload: a memory's write enable is a
