@@ -2,10 +2,9 @@
 
 One lane per bank handles one local unit per cycle (docs/fixed_point.md section 4); the
 layer feeds it one every six cycles, the time the MAC lane needs to read a unit's six
-accumulator slots from its block RAM. The
-pipeline advances only when ``adv`` is high (output back-pressure stalls every stage, and
-every memory read port holds its data). Stage by stage (``stages = 15``, from the address at
-P0 to the registered result at P15): every stage holds at most one carry chain (an add, a
+accumulator slots from its block RAM. The pipeline advances only when ``adv`` is high (output back-pressure stalls every stage, and
+every memory read port holds its data). Stage by stage (``stages = 16``, from the unit at
+P0 to the registered result at P16): every stage holds at most one carry chain (an add, a
 rounding add or a compare) or one table read or one multiply, saturation reads overflow off
 the top bits (`hw.core.arith.sat`), and every memory output is registered before use:
 
@@ -14,17 +13,18 @@ the top bits (`hw.core.arith.sat`), and every memory output is registered before
     P2   ax + ah for r and z
     P3   narrow the sums (A -> P)
     P4   table indices -> SIG reads (r, z)
-    P5   register r, z
-    P6   r * hn (registered multiply)
+    P5   register z; r and hn in the multiplier's input registers
+    P6   r * hn (its output register)
     P7   round(r * hn)
     P8   pn = sat(nx + round(r*hn)); read c[u]
     P9   table index -> TANH read; register c
-    P10  register g and c - g
-    P11  z * (c - g) (registered multiply)
-    P12  round(z * (c - g)); read theta[u]
-    P13  c^ = sat(g + round(.)); register theta
-    P14  compare with theta, soft reset; write c[u]
-    P15  result registered: fire, y, c
+    P10  register g
+    P11  z, c - g (the multiplier's input registers)
+    P12  z * (c - g) (its output register)
+    P13  round(z * (c - g)); read theta[u]
+    P14  c^ = sat(g + round(.)); register theta
+    P15  compare with theta, soft reset; write c[u]
+    P16  result registered: fire, y, c
 
 c and theta are read where they are needed rather than at P0, so that 2 x 16 bits are not
 carried through ten stages in every lane. This is safe because a pass visits each unit once:
@@ -62,12 +62,12 @@ class PointwiseLane(wiring.Component):
     acc : In(array of 6 signed(ab)); the MAC lane's ``rd_data`` (the unit's accumulators in
         the cycle after ``p0_valid``).
     clr_en, clr_addr : In; write c[clr_addr] = 0 (RESET pass; not while the pipeline runs).
-    out_valid, out_u, out_fire, out_y, out_c : Out; the P15 result.
+    out_valid, out_u, out_fire, out_y, out_c : Out; the P16 result.
     pipe_busy : Out(1); some stage holds a unit.
     wr, wr_en, wr_o, wr_o_en : the write chain through this lane (`write_hops` registers).
     """
 
-    stages = 15
+    stages = 16
     write_hops = 1
 
     def __init__(self, *, fmt, units, valid_units, ubits, theta, sig, tanh, theta_id, bank,
@@ -161,27 +161,32 @@ class PointwiseLane(wiring.Component):
         m.d.comb += [tanh_rd.addr.eq(table_index(s8_pn, f)), tanh_rd.en.eq(adv)]
         s9_z = carry(s8_z, "s9_z")
         s9_c = reg(signed(sb), "s9_c", c_rd.data)
-        # P10: register g and c - g (z and c - g in the multiplier's input registers)
-        # P11: z * (c - g) (the multiplier's output register)
+        # P10: register g (the table's clock-to-out is ~5.6 ns: no subtraction after it in
+        # the same cycle; subtracting straight into the multiplier's input register was the
+        # tiny build's critical path)
         g = tanh_rd.data
-        m.submodules.mul_zd = mul_zd = RegisteredMul(unsigned(gb), signed(sb + 1))
-        m.d.comb += [mul_zd.a.eq(s9_z), mul_zd.b.eq(s9_c - g), mul_zd.ce.eq(adv)]
-        s11_zd = mul_zd.p
         s10_g = reg(signed(sb), "s10_g", g)
+        s10_c, s10_z = carry(s9_c, "s10_c"), carry(s9_z, "s10_z")
+        # P11: z and c - g in the multiplier's input registers
+        # P12: z * (c - g) (the multiplier's output register)
+        m.submodules.mul_zd = mul_zd = RegisteredMul(unsigned(gb), signed(sb + 1))
+        m.d.comb += [mul_zd.a.eq(s10_z), mul_zd.b.eq(s10_c - s10_g), mul_zd.ce.eq(adv)]
+        s12_zd = mul_zd.p
         s11_g = carry(s10_g, "s11_g")
-        # P12: round(z * (c - g)); read theta
-        s12_zr = reg(signed(gb + sb + 2 - gf + 1), "s12_zr", rshift_round(s11_zd, gf))
         s12_g = carry(s11_g, "s12_g")
-        m.d.comb += [th_rd.addr.eq(u[12]), th_rd.en.eq(adv)]
-        # P13: c^ = sat(g + round(z * (c - g))); register theta
-        s13_ch = reg(signed(sb), "s13_ch", sat(s12_g + s12_zr, sb))
-        s13_th = reg(signed(sb), "s13_th", th_rd.data)
-        # P14: compare, soft reset; write c
+        # P13: round(z * (c - g)); read theta
+        s13_zr = reg(signed(gb + sb + 2 - gf + 1), "s13_zr", rshift_round(s12_zd, gf))
+        s13_g = carry(s12_g, "s13_g")
+        m.d.comb += [th_rd.addr.eq(u[13]), th_rd.en.eq(adv)]
+        # P14: c^ = sat(g + round(z * (c - g))); register theta
+        s14_ch = reg(signed(sb), "s14_ch", sat(s13_g + s13_zr, sb))
+        s14_th = reg(signed(sb), "s14_th", th_rd.data)
+        # P15: compare, soft reset; write c
         W = N - 1
-        ch = s13_ch
-        fire = (ch > s13_th) & (u[W] < self.valid_units)
+        ch = s14_ch
+        fire = (ch > s14_th) & (u[W] < self.valid_units)
         cn = Signal(signed(sb))
-        m.d.comb += cn.eq(Mux(fire, ch - s13_th, ch))
+        m.d.comb += cn.eq(Mux(fire, ch - s14_th, ch))
         with m.If(self.clr_en):
             m.d.comb += [c_wr.addr.eq(self.clr_addr), c_wr.data.eq(0), c_wr.en.eq(1)]
         with m.Else():

@@ -104,7 +104,14 @@ class BoardTop(wiring.Component):
         m = Module()
         clk_res = platform.request(platform.default_clk, dir="-")
         m.submodules.clk_buf = clk_buf = io.Buffer("i", clk_res)
-        m.domains.sync = cd_sync = ClockDomain("sync")
+        # Asynchronous assertion, synchronous release (ResetSynchronizer): the reset reaches
+        # the flip-flops' LSR pins in their asynchronous mode, so nextpnr does not time the
+        # reset net against the clock. Synchronous, that one net to every control register
+        # of the die was the routed default build's critical path (19 ns of routing,
+        # docs/build.md). Its release is not timed either: it may reach distant flip-flops
+        # a cycle apart, which is harmless because nothing moves after it is released until
+        # the first UART command arrives, over a thousand cycles later.
+        m.domains.sync = cd_sync = ClockDomain("sync", async_reset=True)
         locked = Signal()
         if self.pll is not None:
             m.submodules.pll = pll = ECP5PLL(self.pll)
@@ -126,5 +133,9 @@ class BoardTop(wiring.Component):
         leds = [platform.request("led", i, dir="-") for i in range(2)]
         m.submodules.led0 = led0 = io.Buffer("o", leds[0])
         m.submodules.led1 = led1 = io.Buffer("o", leds[1])
-        m.d.comb += [led0.o.eq(locked), led1.o.eq(design.busy)]
+        # the busy LED through a flip-flop: ``busy`` is an OR over the core, and its route to
+        # the pin was the second-latest endpoint of the default build
+        busy_q = Signal()
+        m.d.sync += busy_q.eq(design.busy)
+        m.d.comb += [led0.o.eq(locked), led1.o.eq(busy_q)]
         return m
