@@ -104,13 +104,11 @@ class BoardTop(wiring.Component):
         m = Module()
         clk_res = platform.request(platform.default_clk, dir="-")
         m.submodules.clk_buf = clk_buf = io.Buffer("i", clk_res)
-        # Asynchronous assertion, synchronous release (ResetSynchronizer): the reset reaches
-        # the flip-flops' LSR pins in their asynchronous mode, so nextpnr does not time the
-        # reset net against the clock. Synchronous, that one net to every control register
-        # of the die was the routed default build's critical path (19 ns of routing,
-        # docs/build.md). Its release is not timed either: it may reach distant flip-flops
-        # a cycle apart, which is harmless because nothing moves after it is released until
-        # the first UART command arrives, over a thousand cycles later.
+        # Asynchronous assertion, synchronous release (ResetSynchronizer): the PLL's output
+        # clock does not run before it locks, so only an asynchronous reset holds the
+        # flip-flops while it does. nextpnr still times the release (the synchronizer ->
+        # LSR paths), and in the default build that one net to the control registers of
+        # the whole die is among the latest paths (docs/build.md).
         m.domains.sync = cd_sync = ClockDomain("sync", async_reset=True)
         locked = Signal()
         if self.pll is not None:
