@@ -2,6 +2,8 @@
 back to back and at every distance up to past the pipeline (forwarding), idle gaps, wrapping
 adds, and the bias write-back on an external read."""
 
+import re
+
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
@@ -125,3 +127,20 @@ def test_mac_random_dense(seed):
                     int(rng.integers(-128, 128)), int(rng.integers(-2 ** 15, 2 ** 15)))
                    for _ in range(120)]
         _run(entries, fmt=fmt, bias=bias, steps=2)
+
+
+@pytest.mark.parametrize("slots,block", [(6, True), (1, False)])
+def test_layer_accumulators_are_one_block_ram(slots, block):
+    """A layer lane's six slots are one memory of ``6 << ubits`` words that Yosys must put
+    in block RAM (the fit check counts one DP16KD per lane for it); the readout's one-slot
+    lane stays in LUT RAM."""
+    from amaranth.back import rtlil
+    fmt = Format(acc_bits=24)
+    dut = MacLane(slots=slots, depth=U, fmt=fmt, ubits=2, bias=_bias(np.random.default_rng(1),
+                  slots), bias_ids=(200, 201) if slots == 6 else (200,))
+    text = rtlil.convert(dut)
+    acc = [m for m in re.finditer(r"((?:\s*attribute [^\n]*\n)*)\s*memory[^\n]*\\acc\b[^\n]*",
+                                  text)]
+    assert len(acc) == 1, "one accumulator memory"
+    assert f"size {max(2, slots << 2)}" in acc[0].group(0)
+    assert ('ram_style "block"' in acc[0].group(1)) == block
