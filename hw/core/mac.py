@@ -2,11 +2,11 @@
 
 Pipeline (``stages = 4``, entry on ``i`` in cycle t, written back in cycle t+4):
 
-- t   (M0): the accumulator memories of all slots are read at ``i.addr``; the entry is
-  registered (also the multiplier's inputs ``v``, ``w``).
-- t+1 (M1): the raw block-RAM read data of all slots is registered; ``v * w`` is registered.
-- t+2 (M2): the slot mux picks the entry's accumulator; writes that were still in flight when
-  the memory was read (entries 2, 3 and 4 before this one) override it, the newest winning.
+- t   (M0): the accumulator memory is read at the entry's slot and address; the entry is
+  registered, and the multiplier registers its inputs ``v``, ``w`` (`hw.core.dsp`).
+- t+1 (M1): the raw block-RAM read data is registered; the product ``v * w`` is registered.
+- t+2 (M2): writes that were still in flight when the memory was read (entries 2, 3 and 4
+  before this one) override the read value, the newest winning.
 - t+3 (M3): adds the product to it (or, when the entry just before hit the same
   accumulator, to that entry's sum) and registers the sum.
 - t+4 (M4): writes the sum back.
@@ -21,8 +21,8 @@ are one block RAM: as six 16-deep LUT RAMs in each of 24 lanes they took most of
 RAM-capable LUT sites, and the default build did not finish routing (docs/build.md). A
 block RAM has one read port, so outside the accumulation phase the pointwise unit reads
 the slots one per cycle (``rd_en``, ``rd_addr``, ``rd_slot``): the read data is registered
-(G1, like M1) and then gathered into ``rd_data[slot]`` (G2), which holds a unit's six
-accumulators two cycles after its last slot was read. The cycle after a slot is read, it is
+(G1, like M1) and then gathered into ``rd_data[slot]`` (G2): ``rd_data`` holds a unit's six
+accumulators ``gather_latency = 3`` cycles after its last slot's read. The cycle after a slot is read, it is
 overwritten with its bias if ``rd_mask`` selects it, so the next step starts from the biases
 with no extra pass. ``busy`` is 1 while an entry has not been written back; a user hands the
 ports to ``rd_*`` (``ext``) only once it is 0. A single-slot lane (the readout's logits)
