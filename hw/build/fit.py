@@ -3,15 +3,15 @@
 The estimate follows the core's structure (docs/build.md, "Fit check"), per layer and bank:
 weight pointer and entry memories for W and R (sized from the bundle's non-zero counts, not
 its dense shapes), one block RAM for the six accumulator slots and six bias memories of
-depth U = ceil(H/P), the pointwise lane's state, threshold and two table memories, the event beat memories; the
-readout's pointer/entry/accumulator/bias memories per bank; the UART receive buffer and the
-logit buffer. Each memory becomes block RAMs in the cheapest aspect ratio, or distributed
-RAM when Yosys would choose it (its cost model: one 16x4 TRELLIS_DPR16X4 costs 4, one DP16KD
-128, and a synchronous read port's flip-flops about as much again, so LUT RAM wins when
-8 * ceil(depth/16) * ceil(width/4) < 128 * BRAMs; checked against builds). Multipliers:
-one MAC lane per bank per layer and for the readout, two per pointwise lane, each one hard
-multiplier when both operands fit its width. Logic is a rough per-lane LUT4 model,
-calibrated against nextpnr's counts of real builds (docs/build.md).
+depth U = ceil(H/P), the pointwise lane's state, threshold and two table memories, the event
+beat memories; the readout's pointer/entry/accumulator/bias memories per bank; the UART
+receive buffer and the logit buffer. Each memory becomes block RAMs in the cheapest aspect
+ratio, or distributed RAM when Yosys would choose it (its cost model: one 16x4
+TRELLIS_DPR16X4 costs 4, one DP16KD 128, and a synchronous read port's flip-flops about as
+much again, so LUT RAM wins when 8 * ceil(depth/16) * ceil(width/4) < 128 * BRAMs; checked
+against builds). Multipliers: one MAC lane per bank per layer and for the readout, two per
+pointwise lane, each one hard multiplier when both operands fit its width. Logic is a rough
+per-lane LUT4 model, calibrated against nextpnr's counts of real builds (docs/build.md).
 """
 
 from __future__ import annotations

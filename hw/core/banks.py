@@ -82,21 +82,19 @@ class ColumnStreamer(wiring.Component):
         # data; B2, registered; B3, with the flags of the column they span. (Computing the
         # flags straight from the block RAM outputs put ~5.6 ns of clock-to-out, a mux, a
         # subtraction and the load mux on one path: the default build's critical path.)
+        def held(shape, name):           # data of a stage (its valid bit says whether)
+            return Signal(shape, name=name, reset_less=True)
+
+        def per_bank(shape, name):
+            return [held(shape, f"{name}{b}") for b in range(P)]
+
         pend_v, b2_v, b3_v = Signal(), Signal(), Signal()
-        pend_val = Signal(signed(self.sb), reset_less=True)
-        pend_mat = Signal(reset_less=True)
-        b2_val = Signal(signed(self.sb), reset_less=True)
-        b2_mat = Signal(reset_less=True)
-        b3_val = Signal(signed(self.sb), reset_less=True)
-        b3_mat = Signal(reset_less=True)
-        b2_start = [Signal(self.addr_bits, name=f"b2_start{b}", reset_less=True)
-                    for b in range(P)]
-        b2_end = [Signal(self.addr_bits, name=f"b2_end{b}", reset_less=True) for b in range(P)]
-        b3_start = [Signal(self.addr_bits, name=f"b3_start{b}", reset_less=True)
-                    for b in range(P)]
-        b3_end = [Signal(self.addr_bits, name=f"b3_end{b}", reset_less=True) for b in range(P)]
-        b3_more = [Signal(name=f"b3_more{b}", reset_less=True) for b in range(P)]
-        b3_many = [Signal(name=f"b3_many{b}", reset_less=True) for b in range(P)]
+        pend_val, b2_val, b3_val = (held(signed(self.sb), f"{s}_val") for s in ("pend", "b2", "b3"))
+        pend_mat, b2_mat, b3_mat = (held(1, f"{s}_mat") for s in ("pend", "b2", "b3"))
+        ab = self.addr_bits
+        b2_start, b3_start = per_bank(ab, "b2_start"), per_bank(ab, "b3_start")
+        b2_end, b3_end = per_bank(ab, "b2_end"), per_bank(ab, "b3_end")
+        b3_more, b3_many = per_bank(1, "b3_more"), per_bank(1, "b3_many")
         # stage C: the column being streamed
         act = Signal()
         act_val = Signal(signed(self.sb))

@@ -12,7 +12,7 @@ bits, sign extension, the registers and their enable) against it in Icarus Veril
 behavioural MULT18X18D model.
 """
 
-from amaranth.hdl import ClockSignal, Const, Instance, Module, Signal, signed
+from amaranth.hdl import ClockSignal, Const, Instance, Module, Shape, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -57,14 +57,14 @@ class RegisteredMul(wiring.Component):
     def fits(a_shape, b_shape) -> bool:
         """Both operands fit one MULT18X18D (18 bits signed, 17 unsigned)."""
         def bits(shape):
-            s = Signal(shape)
-            return len(s) + (0 if s.shape().signed else 1)
+            shape = Shape.cast(shape)
+            return shape.width + (0 if shape.signed else 1)
         return bits(a_shape) <= ECP5_WIDTH and bits(b_shape) <= ECP5_WIDTH
 
     @staticmethod
     def product_width(a_shape, b_shape) -> int:
         """Width of ``p``: enough for any product of the operands, signed."""
-        return len(Signal(a_shape)) + len(Signal(b_shape)) + 1
+        return Shape.cast(a_shape).width + Shape.cast(b_shape).width + 1
 
     def elaborate(self, platform):
         m = Module()

@@ -16,18 +16,18 @@ register and three delayed copies of it (``fw1..fw3``); all compares are registe
 ahead. Additions wrap at ``ab`` bits.
 
 The accumulators of all slots are one memory of ``slots << ubits`` words (slot s, local unit
-u at ``(s << ubits) | u``). A layer lane's six slots (96 x 32 bits on the shipped model)
-are one block RAM: as six 16-deep LUT RAMs in each of 24 lanes they took most of the ECP5's
-RAM-capable LUT sites, and the default build did not finish routing (docs/build.md). A
-block RAM has one read port, so outside the accumulation phase the pointwise unit reads
-the slots one per cycle (``rd_en``, ``rd_addr``, ``rd_slot``): the read data is registered
-(G1, like M1) and then gathered into ``rd_data[slot]`` (G2): ``rd_data`` holds a unit's six
-accumulators ``gather_latency = 3`` cycles after its last slot's read. The cycle after a slot is read, it is
-overwritten with its bias if ``rd_mask`` selects it, so the next step starts from the biases
-with no extra pass. ``busy`` is 1 while an entry has not been written back; a user hands the
-ports to ``rd_*`` (``ext``) only once it is 0. A single-slot lane (the readout's logits)
-keeps its accumulators in LUT RAM and gives ``rd_data`` straight from the read port, the
-cycle after ``rd_en``.
+u at ``(s << ubits) | u``). A layer lane's six slots (96 x 32 bits on the shipped model) are
+one block RAM: as six 16-deep LUT RAMs in each of 24 lanes they took most of the ECP5's
+RAM-capable LUT sites, and the default build did not finish routing (docs/build.md). A block
+RAM has one read port, so outside the accumulation phase the pointwise unit reads the slots
+one per cycle (``rd_en``, ``rd_addr``, ``rd_slot``): the read data is registered (G1, like
+M1) and then gathered into ``rd_data[slot]`` (G2): ``rd_data`` holds a unit's six
+accumulators ``gather_latency = 3`` cycles after its last slot's read. The cycle after a
+slot is read, it is overwritten with its bias if ``rd_mask`` selects it, so the next step
+starts from the biases with no extra pass. ``busy`` is 1 while an entry has not been written
+back; a user hands the ports to ``rd_*`` (``ext``) only once it is 0. A single-slot lane
+(the readout's logits) keeps its accumulators in LUT RAM and gives ``rd_data`` straight from
+the read port, the cycle after ``rd_en``.
 """
 
 from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned

@@ -2,11 +2,12 @@
 
 One lane per bank handles one local unit per cycle (docs/fixed_point.md section 4); the
 layer feeds it one every six cycles, the time the MAC lane needs to read a unit's six
-accumulator slots from its block RAM. The pipeline advances only when ``adv`` is high (output back-pressure stalls every stage, and
-every memory read port holds its data). Stage by stage (``stages = 16``, from the unit at
-P0 to the registered result at P16): every stage holds at most one carry chain (an add, a
-rounding add or a compare) or one table read or one multiply, saturation reads overflow off
-the top bits (`hw.core.arith.sat`), and every memory output is registered before use:
+accumulator slots from its block RAM. The pipeline advances only when ``adv`` is high
+(output back-pressure stalls every stage, and every memory read port holds its data). Stage
+by stage (``stages = 16``, from the unit at P0 to the registered result at P16): every stage
+holds at most one carry chain (an add, a rounding add or a compare) or one table read or one
+multiply, saturation reads overflow off the top bits (`hw.core.arith.sat`), and every memory
+output is registered before use:
 
     P0   unit u: its six accumulators, gathered by the MAC lane (`hw.core.mac`)
     P1   register the accumulators
