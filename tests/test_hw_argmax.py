@@ -7,16 +7,23 @@ from amaranth.sim import Simulator
 from hw.core.argmax import ArgMax
 
 
+@pytest.mark.parametrize("gaps", [False, True])
 @pytest.mark.parametrize("width", [1, 2, 3, 8])
-def test_argmax_matches_numpy(width):
+def test_argmax_matches_numpy(width, gaps):
+    """Rows back to back, or with idle cycles between them (``gaps``): the running best
+    decides against the row ahead of it or against the best, whichever is current."""
     rng = np.random.default_rng(width)
     dut = ArgMax(width, 16, 8)
     rows = 5
     cases = []
-    for trial in range(6):
+    for trial in range(8):
         vals = rng.integers(-4, 4, size=rows * width)         # many ties on purpose
         if trial == 5:
             vals[:] = -(2 ** 15)                               # all at the minimum
+        if trial == 6:
+            vals = np.arange(rows * width) - 3                 # every row beats the last
+        if trial == 7:
+            vals = 3 - np.arange(rows * width)                 # the first row wins
         mask = rng.random(rows * width) < (0.4 if trial == 2 else 1.0)
         mask[rng.integers(0, rows * width)] = True
         cases.append((vals, mask))
@@ -33,6 +40,10 @@ def test_argmax_matches_numpy(width):
                     ctx.set(dut.values[b], int(vals[r * width + b]))
                 await ctx.tick()
                 ctx.set(dut.clear, 0)
+                if gaps and r < rows - 1 and rng.random() < 0.5:
+                    ctx.set(dut.push, 0)
+                    for _ in range(int(rng.integers(1, 3))):
+                        await ctx.tick()
             ctx.set(dut.push, 0)
             ticks = 0
             while ctx.get(dut.busy):

@@ -64,3 +64,38 @@ def test_streams_columns(tmp_path):
     sim.run()
     assert got == want
     assert span["cycles"] <= bound, (span, bound)
+
+
+def test_busy_covers_every_event_in_flight(tmp_path):
+    """``busy`` stays high from an event's handshake until its last entry is on ``lanes``:
+    the layer starts its pointwise pass when it falls (an event still in a bank's queue
+    was once missed, and the pass started early)."""
+    b = load_bundle(random_bundle(tmp_path / "b", layers=1, hidden=10, vocab=9, banks=4,
+                                  sparsity=0.3, seed=3))
+    p = core_params(b)
+    lp = p.layers[0]
+    ids = mem_ids(p)
+    dut = ColumnStreamer(banks=4, mats=[lp.w, lp.r], weight_bits=8, state_bits=16,
+                         ubits=lp.ubits, gated=True,
+                         mem_ids=[(ids["l0.w.ptr"], ids["l0.w.ent"]),
+                                  (ids["l0.r.ptr"], ids["l0.r.ent"])])
+    late = []
+
+    async def tb(ctx):
+        for j in range(9):
+            ctx.set(dut.i_stream.payload, {"col": j, "value": 7, "mat": 0})
+            ctx.set(dut.i_stream.valid, 1)
+            await ctx.tick()
+            ctx.set(dut.i_stream.valid, 0)
+            while ctx.get(dut.busy):
+                await ctx.tick()
+            for _ in range(dut.stages + 4):
+                if any(ctx.get(dut.lanes[k].valid) for k in range(4)):
+                    late.append(j)
+                await ctx.tick()
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(tb)
+    sim.run()
+    assert late == []

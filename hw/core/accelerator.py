@@ -131,12 +131,17 @@ class Accelerator(wiring.Component):
         l0 = layers[0]
         m.d.comb += [l0.i_stream.valid.eq(fifo.r_rdy), l0.i_stream.payload.eq(fifo_out),
                      fifo.r_en.eq(l0.i_stream.ready), l0.i_busy.eq(fifo.level != 0)]
-        for k in range(1, L):
-            wiring.connect(m, layers[k - 1].o_fwd, layers[k].i_stream)
-            m.d.comb += layers[k].i_busy.eq(layers[k - 1].fwd_busy)
+        # Events pass from part to part through a skid buffer: the consumer's ready (and
+        # its event mux) and the producer's serializer are then two register stages apart,
+        # not one path between two blocks. An event in the skid is on its ``o.valid``, so
+        # ``i_busy`` (the producer's reader) and ``i_stream.valid`` still cover every event.
+        for k, blk in enumerate(blocks[1:], start=1):
+            m.submodules[f"link{k}"] = link = SkidBuffer(ev_layout)
+            wiring.connect(m, layers[k - 1].o_fwd, link.i)
+            wiring.connect(m, link.o, blk.i_stream)
+            m.d.comb += blk.i_busy.eq(layers[k - 1].fwd_busy)
         if ro is not None:
-            wiring.connect(m, layers[-1].o_fwd, ro.i_stream)
-            m.d.comb += [ro.i_busy.eq(layers[-1].fwd_busy), ro.emit_logits.eq(self.emit_logits)]
+            m.d.comb += ro.emit_logits.eq(self.emit_logits)
             wiring.connect(m, ro.o_stream, out.i)
 
         # trace: only one layer is in its pointwise pass at a time

@@ -4,7 +4,7 @@ A single-cycle running maximum over P logits chains P 32-bit comparators and mux
 block-RAM read; on the 85F that path (about 160 logic levels for P = 8) held the whole design
 near 18 MHz. Here each cycle does at most one comparison per candidate pair: one register
 stage for the inputs, a binary tournament with two register stages per level (compare, then
-select), then the running best.
+select), then the running best in two stages (compare, then load).
 """
 
 from amaranth.hdl import Module, Mux, Signal, signed
@@ -50,7 +50,7 @@ class ArgMax(wiring.Component):
     @property
     def stages(self) -> int:
         """Cycles from a push to its effect on ``best``."""
-        return 2 * self.levels + 2
+        return 2 * self.levels + 3
 
     def elaborate(self, platform):
         m = Module()
@@ -102,12 +102,27 @@ class ArgMax(wiring.Component):
             row = nxt
 
         # Running best: later rows hold larger indices, so they must be strictly greater.
+        # Comparing the tournament's winner with the best and loading it in the same cycle
+        # is a loop through a 32-bit carry chain into the enables of the best register (the
+        # small build's critical path). Instead the winner is compared, one stage ahead,
+        # both with the best (as it is before the winner ahead of it decides) and with that
+        # winner ahead; whether that one won then picks the right comparison, so the loop
+        # is one flip-flop and one LUT.
         best = Signal(cand)
-        top = row[0]
+        top, top_v = row[0], valids[-1]
+        s2 = Signal(cand, name="s2", reset_less=True)    # the winner deciding now
+        s2_v = delay(top_v)
+        beats_ahead, beats_best, won = Signal(), Signal(), Signal()
+        m.d.sync += [s2.eq(top),
+                     beats_ahead.eq(top.ok & (~s2.ok | (top.v > s2.v))),
+                     beats_best.eq(top.ok & (~best.ok | (top.v > best.v)))]
+        gt = s2_v & Mux(won, beats_ahead, beats_best)
         with m.If(self.clear):
-            m.d.sync += best.ok.eq(0)
-        with m.Elif(valids[-1] & top.ok & (~best.ok | (top.v > best.v))):
-            m.d.sync += best.eq(top)
+            m.d.sync += [best.ok.eq(0), won.eq(0)]
+        with m.Else():
+            m.d.sync += won.eq(gt)
+            with m.If(gt):
+                m.d.sync += best.eq(s2)
         busy = 0
         for v in valids:
             busy = busy | v

@@ -1,15 +1,21 @@
 """Sparse weight banks: per bank and matrix a column-pointer table and an entry memory.
 
 On an event (column j, value v) every bank streams its entries of column j, one per cycle,
-to its MAC lane. The next event's pointers are fetched while the current column streams, so
-an event costs ``max(1, max over banks of nnz(bank, j))`` cycles with no bubbles.
+to its MAC lane. The banks run independently: each takes the events from a queue of its own
+and fetches the next event's pointers while the current column streams, so bank b spends
+``max(1, nnz(b, j))`` cycles on column j with no bubbles, and a fast bank runs up to
+`ColumnStreamer.queue_depth` events ahead of a slow one. (In lock step, with every bank
+waiting for the slowest on each column, an event cost ``max over banks of nnz(b, j)``, and
+the column handshake was an AND over P banks spread over the whole die.)
 """
 
 from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from .arith import exceeds
+from .replica import Replica
 from .skid import SkidBuffer
 from .wport import WriteChain, write_members, wwrite_layout
 
@@ -43,20 +49,21 @@ class ColumnStreamer(wiring.Component):
     Members
     -------
     i_stream : In(stream of `col_event_layout`).
-    lanes : Out(array of P `lane_layout`); registered, valid three cycles after a column
-        starts.
+    lanes : Out(array of P `lane_layout`); registered. Each bank keeps the order of the
+        events; the banks are not in step with each other.
     busy : Out(1); an event or entry is in flight.
     wr, wr_en, wr_o, wr_o_en : the write chain through the banks (`write_hops` = P
         registers, one per bank).
 
-    Latency: an accepted event's first entries reach ``lanes`` 7 cycles later; columns then
-    follow back to back. Events enter through a `SkidBuffer`: the column handshake (``load``,
-    an AND over the P banks' flags) ends at its registers, and ``i_stream.ready`` is a
-    flip-flop, so no path runs from the banks, spread over the die with their block RAMs,
-    into the block that produces the events.
+    Latency: an event's first entries reach ``lanes`` `stages` cycles after its
+    ``i_stream`` handshake when its bank's queue is empty. Events enter through a
+    `SkidBuffer` (``i_stream.ready`` is a flip-flop), then are copied to every bank's queue
+    through a register next to the bank (`hw.core.replica`). The only signal that depends on
+    all banks is the skid's ``ready``: an AND of the banks' registered credits.
     """
 
-    stages = 7
+    #: events a bank may fall behind the fastest bank by (its queue)
+    queue_depth = 8
 
     def __init__(self, *, banks, mats, weight_bits, state_bits, ubits, gated, mem_ids,
                  bus=None):
@@ -65,6 +72,8 @@ class ColumnStreamer(wiring.Component):
         self.banks, self.mats, self.wb, self.sb = banks, mats, weight_bits, state_bits
         self.ubits, self.gated, self.mem_ids = ubits, gated, mem_ids
         self.write_hops = banks
+        #: cycles from an event's handshake to its first entries on ``lanes`` (empty queue)
+        self.stages = 10 + (len(mats) == 2)
         self.col_bits = max(1, max(mt.columns for mt in mats).bit_length())
         self.addr_bits = max(mt.ptr_bits for mt in mats)
         super().__init__({
@@ -76,129 +85,150 @@ class ColumnStreamer(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        P, nm = self.banks, len(self.mats)
-        # The pending events, in three stages that move together (``adv*``) so that
-        # columns still follow back to back: B, the pointers are the pointer memories' read
-        # data; B2, registered; B3, with the flags of the column they span. (Computing the
-        # flags straight from the block RAM outputs put ~5.6 ns of clock-to-out, a mux, a
-        # subtraction and the load mux on one path: the default build's critical path.)
-        def held(shape, name):           # data of a stage (its valid bit says whether)
-            return Signal(shape, name=name, reset_less=True)
+        P, Q = self.banks, self.queue_depth
+        ev_layout = col_event_layout(self.col_bits, self.sb)
+        # a queued event carries col + 1 (the end pointer's address) computed on the way in
+        q_layout = data.StructLayout({"col": unsigned(self.col_bits),
+                                      "col1": unsigned(self.col_bits + 1),
+                                      "value": signed(self.sb), "mat": 1})
+        m.submodules.skid = skid = SkidBuffer(ev_layout)
+        wiring.connect(m, wiring.flipped(self.i_stream), skid.i)
+        src = skid.o
+        # Registered credits: room_b says bank b's queue held at most Q - 3 events in the
+        # cycle before; with at most one event written per cycle (one cycle after its
+        # handshake, through the bank's copy) the queue then has room for this one.
+        room = [Signal(name=f"room{b}", init=1) for b in range(P)]
+        all_room = room[0]
+        for r in room[1:]:
+            all_room = all_room & r
+        m.d.comb += src.ready.eq(all_room)
+        accept = src.valid & all_room
 
-        def per_bank(shape, name):
-            return [held(shape, f"{name}{b}") for b in range(P)]
+        chain = WriteChain("st")
+        busy = src.valid
+        for b in range(P):
+            # the event, registered once more next to the bank (`hw.core.replica`)
+            m.submodules[f"in{b}"] = rep = Replica(data.StructLayout(
+                {"we": 1, "ev": q_layout}))
+            m.d.comb += [rep.d.we.eq(accept), rep.d.ev.col.eq(src.payload.col),
+                         rep.d.ev.col1.eq(src.payload.col + 1),
+                         rep.d.ev.value.eq(src.payload.value), rep.d.ev.mat.eq(src.payload.mat)]
+            # the queue's output is a register: it addresses the pointer tables
+            m.submodules[f"queue{b}"] = q = SyncFIFOBuffered(width=q_layout.size, depth=Q)
+            m.d.comb += [q.w_en.eq(rep.q.we), q.w_data.eq(rep.q.ev)]
+            m.d.sync += room[b].eq(q.level <= Q - 3)
+            bank_busy = self._bank(m, b, q, q_layout, chain)
+            busy = busy | rep.q.we | (q.level != 0) | bank_busy
+        chain.build(m, self.write_hops, self.wr, self.wr_en, self.wr_o, self.wr_o_en)
+        m.d.comb += self.busy.eq(busy)
+        return m
 
-        pend_v, b2_v, b3_v = Signal(), Signal(), Signal()
+    def _bank(self, m, b, queue, q_layout, chain):
+        """Bank b: streams the columns of the events in its ``queue`` to ``lanes[b]``;
+        returns its busy flag (an event or entry in flight past the queue)."""
+        nm = len(self.mats)
+        ab = self.addr_bits
+        ev = data.View(q_layout, queue.r_data)
+
+        # Data of a stage: its valid bit says whether it holds something, so no reset.
+        def held(shape, name):
+            return Signal(shape, name=f"{name}{b}", reset_less=True)
+
+        # The pending event, in three stages that move together (``adv*``) so that columns
+        # follow back to back: B, the pointers are the pointer memories' read data; B2,
+        # registered; B3, with the flags of the column they span. (Computing the flags
+        # straight from the block RAM outputs put ~5.6 ns of clock-to-out, a mux, a
+        # subtraction and the load mux on one path.)
+        pend_v, b2_v, b3_v = (Signal(name=f"{s}_v{b}") for s in ("pend", "b2", "b3"))
         pend_val, b2_val, b3_val = (held(signed(self.sb), f"{s}_val") for s in ("pend", "b2", "b3"))
         pend_mat, b2_mat, b3_mat = (held(1, f"{s}_mat") for s in ("pend", "b2", "b3"))
-        ab = self.addr_bits
-        b2_start, b3_start = per_bank(ab, "b2_start"), per_bank(ab, "b3_start")
-        b2_end, b3_end = per_bank(ab, "b2_end"), per_bank(ab, "b3_end")
-        b3_more, b3_many = per_bank(1, "b3_more"), per_bank(1, "b3_many")
-        # stage C: the column being streamed
-        act = Signal()
-        act_val = Signal(signed(self.sb))
-        act_mat = Signal()
-        addr = [Signal(self.addr_bits, name=f"addr{b}") for b in range(P)]
-        end = [Signal(self.addr_bits, name=f"end{b}") for b in range(P)]
-        # stage D: entry words come out of the entry memories
-        d_v = [Signal(name=f"d_v{b}") for b in range(P)]
-        d_val = Signal(signed(self.sb))
-        d_mat = Signal()
+        # B2 keeps each matrix's pointers in registers of its own, next to that matrix's
+        # block RAM (the two are placed apart); the matrix is selected on the way to B3
+        b2_start = [held(ab, f"b2_start_m{k}_") for k in range(nm)]
+        b2_end = [held(ab, f"b2_end_m{k}_") for k in range(nm)]
+        b3_start, b3_end = held(ab, "b3_start"), held(ab, "b3_end")
+        b3_more, b3_many = held(1, "b3_more"), held(1, "b3_many")
+        # stage C: the column being streamed; registered flags kept equal to
+        # (addr < end) and (end - addr > 1), so that the end of a column is one flip-flop
+        act = Signal(name=f"act{b}")
+        act_val, act_mat = held(signed(self.sb), "act_val"), held(1, "act_mat")
+        addr, end = Signal(ab, name=f"addr{b}"), held(ab, "end")
+        more, many = Signal(name=f"more{b}"), Signal(name=f"many{b}")
+        # stage D: the entry word comes out of the entry memory
+        d_v = Signal(name=f"d_v{b}")
+        d_val, d_mat = held(signed(self.sb), "d_val"), held(1, "d_mat")
 
-        # Registered per-bank flags, kept equal to (addr < end) and (end - addr > 1): the
-        # end-of-column test is then an AND of P flip-flops, not P subtractions, on the path
-        # that decides `load` and, through `ready`, the upstream event handshakes.
-        more = [Signal(name=f"more{b}") for b in range(P)]    # entries left in this column
-        many = [Signal(name=f"many{b}") for b in range(P)]    # more than one entry left
-        last = Signal()
-        m.d.comb += last.eq(1)
-        for b in range(P):
-            with m.If(many[b]):
-                m.d.comb += last.eq(0)
-        can_load = ~act | last
+        can_load = ~act | ~many              # C is free, or streams its last entry now
         load = can_load & b3_v
         adv3 = ~b3_v | can_load              # B3 is free or loads into C
         adv2 = ~b2_v | adv3                  # B2 is free or moves on
         adv1 = ~pend_v | adv2                # B is free or moves on
-        m.submodules.skid = skid = SkidBuffer(col_event_layout(self.col_bits, self.sb))
-        wiring.connect(m, wiring.flipped(self.i_stream), skid.i)
-        src = skid.o
-        accept = src.valid & src.ready
-        m.d.comb += src.ready.eq(adv1)
-        ev = src.payload
+        fetch = queue.r_rdy & adv1
+        m.d.comb += queue.r_en.eq(adv1)
 
-        start_sel = [Signal(self.addr_bits, name=f"start_sel{b}") for b in range(P)]
-        end_sel = [Signal(self.addr_bits, name=f"end_sel{b}") for b in range(P)]
-        ent_data = [[] for _ in range(P)]
-        chain = WriteChain("st")
+        ent_data = []
         for k, mt in enumerate(self.mats):
             ptr_id, ent_id = self.mem_ids[k]
-            for b in range(P):
-                pm = memory.Memory(shape=unsigned(mt.ptr_bits), depth=mt.ptr_depth,
-                                   init=mt.ptr[b])
-                em = memory.Memory(shape=unsigned(mt.ent_bits), depth=mt.ent_depth,
-                                   init=mt.ent[b])
-                m.submodules[f"ptr{k}_{b}"] = pm
-                m.submodules[f"ent{k}_{b}"] = em
-                p0, p1 = pm.read_port(), pm.read_port()
-                m.d.comb += [p0.addr.eq(ev.col), p1.addr.eq(ev.col + 1),
-                             p0.en.eq(accept), p1.en.eq(accept)]
-                with m.If(pend_mat == k):
-                    m.d.comb += [start_sel[b].eq(p0.data), end_sel[b].eq(p1.data)]
-                er = em.read_port()
-                m.d.comb += er.addr.eq(addr[b])
-                ent_data[b].append(er.data)
-                for mem_, wid in ((pm, ptr_id), (em, ent_id)):
-                    chain.add(mem_.write_port(),
-                              lambda w, wid=wid, b=b: (w.mem == wid) & (w.bank == b), key=b)
-        chain.build(m, self.write_hops, self.wr, self.wr_en, self.wr_o, self.wr_o_en)
+            pm = memory.Memory(shape=unsigned(mt.ptr_bits), depth=mt.ptr_depth, init=mt.ptr[b])
+            em = memory.Memory(shape=unsigned(mt.ent_bits), depth=mt.ent_depth, init=mt.ent[b])
+            m.submodules[f"ptr{k}_{b}"] = pm
+            m.submodules[f"ent{k}_{b}"] = em
+            p0, p1 = pm.read_port(), pm.read_port()
+            m.d.comb += [p0.addr.eq(ev.col), p1.addr.eq(ev.col1),
+                         p0.en.eq(fetch), p1.en.eq(fetch)]
+            with m.If(adv2):
+                m.d.sync += [b2_start[k].eq(p0.data), b2_end[k].eq(p1.data)]
+            er = em.read_port()
+            m.d.comb += er.addr.eq(addr)
+            ent_data.append(er.data)
+            for mem_, wid in ((pm, ptr_id), (em, ent_id)):
+                chain.add(mem_.write_port(),
+                          lambda w, wid=wid: (w.mem == wid) & (w.bank == b), key=b)
 
         with m.If(adv1):
-            m.d.sync += pend_v.eq(accept)
-        with m.If(accept):
+            m.d.sync += pend_v.eq(fetch)
+        with m.If(fetch):
             m.d.sync += [pend_val.eq(ev.value), pend_mat.eq(ev.mat)]
         with m.If(adv2):
             m.d.sync += [b2_v.eq(pend_v), b2_val.eq(pend_val), b2_mat.eq(pend_mat)]
-            m.d.sync += [b2_start[b].eq(start_sel[b]) for b in range(P)]
-            m.d.sync += [b2_end[b].eq(end_sel[b]) for b in range(P)]
         with m.If(adv3):
-            m.d.sync += [b3_v.eq(b2_v), b3_val.eq(b2_val), b3_mat.eq(b2_mat)]
-            m.d.sync += [b3_start[b].eq(b2_start[b]) for b in range(P)]
-            m.d.sync += [b3_end[b].eq(b2_end[b]) for b in range(P)]
-            for b in range(P):
-                left = b2_end[b] - b2_start[b]
-                m.d.sync += [b3_more[b].eq(exceeds(left, 0)), b3_many[b].eq(exceeds(left, 1))]
+            start = b2_start[0] if nm == 1 else Mux(b2_mat, b2_start[1], b2_start[0])
+            stop = b2_end[0] if nm == 1 else Mux(b2_mat, b2_end[1], b2_end[0])
+            left = stop - start
+            m.d.sync += [b3_v.eq(b2_v), b3_val.eq(b2_val), b3_mat.eq(b2_mat),
+                         b3_start.eq(start), b3_end.eq(stop),
+                         b3_more.eq(exceeds(left, 0)), b3_many.eq(exceeds(left, 1))]
+        issue = act & more
         with m.If(load):
-            m.d.sync += [act.eq(1), act_val.eq(b3_val), act_mat.eq(b3_mat)]
-            m.d.sync += [addr[b].eq(b3_start[b]) for b in range(P)]
-            m.d.sync += [end[b].eq(b3_end[b]) for b in range(P)]
-            m.d.sync += [more[b].eq(b3_more[b]) for b in range(P)]
-            m.d.sync += [many[b].eq(b3_many[b]) for b in range(P)]
-        with m.Elif(act & last):
-            m.d.sync += act.eq(0)
-        m.d.sync += [d_val.eq(act_val), d_mat.eq(act_mat)]
-        for b in range(P):
-            issue = act & more[b]
-            with m.If(issue & ~load):
-                m.d.sync += [addr[b].eq(addr[b] + 1), more[b].eq(many[b]),
-                             many[b].eq(exceeds(end[b] - addr[b], 2))]
-            m.d.sync += d_v[b].eq(issue)
+            m.d.sync += [act.eq(1), act_val.eq(b3_val), act_mat.eq(b3_mat), addr.eq(b3_start),
+                         end.eq(b3_end), more.eq(b3_more), many.eq(b3_many)]
+        with m.Else():
+            with m.If(act & ~many):
+                m.d.sync += act.eq(0)
+            with m.If(issue):
+                m.d.sync += [addr.eq(addr + 1), more.eq(many),
+                             many.eq(exceeds(end - addr, 2))]
+        m.d.sync += [d_v.eq(issue), d_val.eq(act_val), d_mat.eq(act_mat)]
 
-        # stage E: the lane words, registered (the entry memory's clock-to-out is ~5.8 ns,
-        # too much to drive the MAC lane's accumulator addresses in the same cycle)
+        # stage E: the lane word, registered (the entry memory's clock-to-out is ~5.8 ns,
+        # too much to drive the MAC lane's accumulator addresses in the same cycle). With
+        # two matrices each entry memory's word is registered first, next to its block RAM
+        # (the two are placed apart), and the matrix is selected on the way to the lane.
         wb, ub = self.wb, self.ubits
-        for b in range(P):
-            word = ent_data[b][0] if nm == 1 else Mux(d_mat, ent_data[b][1], ent_data[b][0])
-            lane = self.lanes[b]
-            m.d.sync += [lane.valid.eq(d_v[b]), lane.v.eq(d_val),
-                         lane.w.eq(word[:wb].as_signed()), lane.addr.eq(word[wb:wb + ub])]
-            if self.gated:
-                m.d.sync += lane.sel.eq(word[wb + ub:wb + ub + 2] + d_mat * 3)
-            else:
-                m.d.sync += lane.sel.eq(0)
-        busy = src.valid | pend_v | b2_v | b3_v | act
-        for b in range(P):
-            busy = busy | d_v[b] | self.lanes[b].valid
-        m.d.comb += self.busy.eq(busy)
-        return m
+        if nm == 1:
+            e_v, e_val, e_mat, word = d_v, d_val, d_mat, ent_data[0]
+        else:
+            e_v = Signal(name=f"e_v{b}")
+            e_val, e_mat = held(signed(self.sb), "e_val"), held(1, "e_mat")
+            e_word = [held(len(w), f"e_word_m{k}_") for k, w in enumerate(ent_data)]
+            m.d.sync += [e_v.eq(d_v), e_val.eq(d_val), e_mat.eq(d_mat)]
+            m.d.sync += [r.eq(w) for r, w in zip(e_word, ent_data)]
+            word = Mux(e_mat, e_word[1], e_word[0])
+        lane = self.lanes[b]
+        m.d.sync += [lane.valid.eq(e_v), lane.v.eq(e_val),
+                     lane.w.eq(word[:wb].as_signed()), lane.addr.eq(word[wb:wb + ub])]
+        if self.gated:
+            m.d.sync += lane.sel.eq(word[wb + ub:wb + ub + 2] + e_mat * 3)
+        else:
+            m.d.sync += lane.sel.eq(0)
+        return pend_v | b2_v | b3_v | act | d_v | e_v | lane.valid

@@ -1,7 +1,7 @@
 """One EGRU layer: event streamer over its W and R banks, P MAC lanes, P pointwise lanes,
 and the store of its emitted events."""
 
-from amaranth.hdl import Module, Signal, signed
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -10,6 +10,7 @@ from .events import EventStore, event_layout
 from .mac import MacLane
 from .params import write_bus
 from .pointwise import PointwiseLane
+from .replica import Replica
 from .wport import chain_blocks, write_members
 
 __all__ = ["Layer", "trace_layout"]
@@ -21,6 +22,19 @@ def trace_layout(banks: int, state_bits: int) -> data.StructLayout:
         "layer": 8, "u": 16, "mask": banks,
         "y": data.ArrayLayout(signed(state_bits), banks),
         "c": data.ArrayLayout(signed(state_bits), banks),
+    })
+
+
+def lane_ctl_layout(ubits: int) -> data.StructLayout:
+    """What the layer's control sends each lane (`Layer`; one `Replica` per lane)."""
+    return data.StructLayout({
+        "ext": 1,                 # accumulator ports to the pointwise pass
+        "u": unsigned(ubits),     # unit read (slot ``slot``) / cleared
+        "slot": 3,
+        "rd": 1,                  # read the slot (and write its bias back)
+        "clr": 1,                 # RESET pass: clear c[u], write back every slot's bias
+        "p0": 1,                  # unit ``p0_u`` enters the pointwise lane (gathered)
+        "p0_u": unsigned(ubits),
     })
 
 
@@ -141,6 +155,12 @@ class Layer(wiring.Component):
         acc_idle = ~self.i_busy & ~self.i_stream.valid & ~store.rec_busy & ~st.busy
         for mac in macs:
             acc_idle = acc_idle & ~mac.busy
+        # Every source and pipeline empty with the input final, registered: once true it
+        # stays true until the pass starts (no work arrives after the input is final), so
+        # the register costs one cycle; the AND spans the P lanes and banks and the part
+        # below, and from it to the pass's start was the default build's critical path.
+        drained = Signal()
+        m.d.sync += drained.eq(acc_idle & self.i_final)
         pipe_busy = pws[0].pipe_busy
 
         # pointwise control: a unit's six accumulators are read one slot per cycle (the MAC
@@ -170,17 +190,30 @@ class Layer(wiring.Component):
         for x in gv[1:]:
             gather_busy = gather_busy | x
         wb_mask = 0b111000 if lp.persistent else 0b111111
+        # The lanes' control, registered once more in each lane (`hw.core.replica`): every
+        # lane acts on it one advancing cycle later, all together, so the timing between
+        # the slot reads, the gather and P0 is unchanged. (With trace back-pressure the
+        # copies load only while ``adv``, and a read is done only in an advancing cycle.)
+        ctl = Signal(lane_ctl_layout(lp.ubits))
+        m.d.comb += [ctl.ext.eq(ext), ctl.u.eq(u), ctl.slot.eq(slot), ctl.rd.eq(clr | issue),
+                     ctl.clr.eq(clr), ctl.p0.eq(gv[-1]), ctl.p0_u.eq(gu[-1])]
+        reps = []
         for b in range(P):
-            m.d.comb += [pws[b].adv.eq(adv), pws[b].p0_valid.eq(gv[-1]),
-                         pws[b].p0_u.eq(gu[-1]),
-                         pws[b].clr_en.eq(clr), pws[b].clr_addr.eq(u),
-                         macs[b].ext.eq(ext), macs[b].rd_addr.eq(u), macs[b].rd_slot.eq(slot)]
+            m.submodules[f"ctl{b}"] = rep = Replica(ctl.shape(), enable=self.trace)
+            reps.append(rep)
+            m.d.comb += rep.d.eq(ctl)
+            if self.trace:
+                m.d.comb += rep.en.eq(adv)
+            q = rep.q
+            m.d.comb += [pws[b].adv.eq(adv), pws[b].p0_valid.eq(q.p0), pws[b].p0_u.eq(q.p0_u),
+                         pws[b].clr_en.eq(q.clr), pws[b].clr_addr.eq(q.u),
+                         macs[b].ext.eq(q.ext), macs[b].rd_addr.eq(q.u),
+                         macs[b].rd_slot.eq(q.slot), macs[b].rd_en.eq(q.rd & adv),
+                         macs[b].rd_mask.eq(Mux(q.clr, 0b111111, wb_mask))]
             # without trace back-pressure (adv == 1) the read ports need no enable
             m.d.comb += macs[b].rd_hold.eq(~adv)
-            with m.If(clr):
-                m.d.comb += [macs[b].rd_en.eq(1), macs[b].rd_mask.eq(0b111111)]
-            with m.Else():
-                m.d.comb += [macs[b].rd_en.eq(issue & adv), macs[b].rd_mask.eq(wb_mask)]
+        # a unit on its way from the copies into P0
+        gather_busy = gather_busy | reps[0].q.p0
 
         def next_slot():
             """Advance (u, slot) by one slot read."""
@@ -214,7 +247,7 @@ class Layer(wiring.Component):
                 m.next = "ACC"
             with m.State("ACC"):
                 m.d.comb += [accum.eq(1), self.busy.eq(1)]
-                with m.If(acc_idle & self.i_final):
+                with m.If(drained):
                     m.d.sync += [u.eq(0), slot.eq(0), last_slot.eq(0), pw_more.eq(1),
                                  ext.eq(1)]
                     m.d.comb += [store.clear.eq(1), self.pw_start.eq(1)]

@@ -9,6 +9,7 @@ from .banks import ColumnStreamer
 from .events import event_layout
 from .mac import MacLane
 from .params import write_bus
+from .replica import Replica
 from .wport import chain_blocks, write_members
 
 __all__ = ["Readout", "out_word_layout"]
@@ -22,9 +23,11 @@ def out_word_layout(acc_bits: int) -> data.StructLayout:
 class Readout(wiring.Component):
     """Decoder (format A logits, bias ``dec.b``) and top-1 over the step's last-layer events.
 
-    After the events: a scan of ``ceil(V/P)`` rows reads all P lanes' logits per cycle
-    (writing the biases back for the next step) into a pipelined `ArgMax` (the smallest
-    index wins ties), whose ``stages`` cycles of latency follow the scan. With ``emit_logits`` every logit is also sent
+    After the events: a scan of ``ceil(V/P)`` rows reads all P lanes' logits of a row at
+    once (writing the biases back for the next step) into a pipelined `ArgMax` (the
+    smallest index wins ties), whose ``stages`` cycles of latency follow the scan. A row
+    takes two cycles: the lanes act on their registered copy of the read (WAIT), then the
+    logits are on their read ports (SCAN). With ``emit_logits`` every logit is also sent
     (one word per cycle, in index order), then the top-1 word.
 
     Members
@@ -90,13 +93,27 @@ class Readout(wiring.Component):
         acc_idle = ~self.i_busy & ~self.i_stream.valid & ~st.busy
         for mac in macs:
             acc_idle = acc_idle & ~mac.busy
+        # Every source and pipeline empty with the input final, registered: once true it
+        # stays true until the pass starts (no work arrives after the input is final), so
+        # the register costs one cycle; the AND spans the P lanes and banks and the part
+        # below, and from it to the pass's start was the default build's critical path.
+        drained = Signal()
+        m.d.sync += drained.eq(acc_idle & self.i_final)
 
         u = Signal(range(R + 1))
         bsel = Signal(range(max(2, P)))
         ext, rd = Signal(), Signal()
-        for mac in macs:
-            m.d.comb += [mac.ext.eq(ext), mac.rd_en.eq(rd), mac.rd_addr.eq(u), mac.rd_hold.eq(1),
-                         mac.rd_mask.eq(1)]
+        rd_addr = Signal(ro.ubits)
+        m.d.comb += rd_addr.eq(u)
+        # The lanes' read control, registered once more next to each lane
+        # (`hw.core.replica`): a row is read one cycle after it is issued (state WAIT),
+        # and its logits are on ``rd_data`` in the cycle after that (SCAN).
+        ctl_layout = data.StructLayout({"ext": 1, "rd": 1, "addr": ro.ubits})
+        for b, mac in enumerate(macs):
+            m.submodules[f"ctl{b}"] = rep = Replica(ctl_layout)
+            m.d.comb += [rep.d.ext.eq(ext), rep.d.rd.eq(rd), rep.d.addr.eq(rd_addr)]
+            m.d.comb += [mac.ext.eq(rep.q.ext), mac.rd_en.eq(rep.q.rd),
+                         mac.rd_addr.eq(rep.q.addr), mac.rd_hold.eq(1), mac.rd_mask.eq(1)]
 
         # top-1: a pipelined arg-max (a P-long compare chain here limited Fmax to ~18 MHz)
         m.submodules.argmax = amax = ArgMax(P, ab, 16)
@@ -124,11 +141,14 @@ class Readout(wiring.Component):
                 m.next = "ACC"
             with m.State("ACC"):
                 m.d.comb += [accum.eq(1), self.busy.eq(1)]
-                with m.If(acc_idle & self.i_final):
+                with m.If(drained):
                     m.d.comb += [ext.eq(1), rd.eq(1)]          # read row 0
                     m.d.sync += bsel.eq(0)
                     m.d.comb += amax.clear.eq(1)
-                    m.next = "SCAN"
+                    m.next = "WAIT"
+            with m.State("WAIT"):
+                m.d.comb += [ext.eq(1), self.busy.eq(1)]
+                m.next = "SCAN"
             with m.State("SCAN"):
                 m.d.comb += [ext.eq(1), self.busy.eq(1)]
                 row_done = Signal()
@@ -146,9 +166,9 @@ class Readout(wiring.Component):
                     with m.If(u == R - 1):
                         m.next = "TOP"
                     with m.Else():
-                        m.d.comb += rd.eq(1)
+                        m.d.comb += [rd.eq(1), rd_addr.eq(u + 1)]
                         m.d.sync += u.eq(u + 1)
-                        m.d.comb += [mac.rd_addr.eq(u + 1) for mac in macs]
+                        m.next = "WAIT"
             with m.State("TOP"):
                 m.d.comb += [self.busy.eq(1), self.o_stream.valid.eq(~amax.busy),
                              self.o_stream.payload.data.eq(amax.best),

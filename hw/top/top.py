@@ -1,6 +1,6 @@
 """UART top level (simulatable) and the board top (PLL, reset, pins)."""
 
-from amaranth.hdl import ClockDomain, ClockSignal, Module, Signal
+from amaranth.hdl import ClockDomain, ClockSignal, Instance, Module, ResetSignal, Signal
 from amaranth.lib import io, wiring
 from amaranth.lib.cdc import ResetSynchronizer
 from amaranth.lib.wiring import In, Out
@@ -106,10 +106,20 @@ class BoardTop(wiring.Component):
         m.submodules.clk_buf = clk_buf = io.Buffer("i", clk_res)
         # Asynchronous assertion, synchronous release (ResetSynchronizer): the PLL's output
         # clock does not run before it locks, so only an asynchronous reset holds the
-        # flip-flops while it does. nextpnr still times the release (the synchronizer ->
-        # LSR paths), and in the default build that one net to the control registers of
-        # the whole die is among the latest paths (docs/build.md).
+        # flip-flops while it does. nextpnr still times the release: the synchronizer ->
+        # LSR paths of thousands of control registers over the whole die. On the ECP5 the
+        # synchronizer's output therefore goes through a DCCA onto a primary (global)
+        # network, which reaches every slice's LSR with a short, uniform delay; in general
+        # routing this one net was the default build's critical path (docs/build.md).
         m.domains.sync = cd_sync = ClockDomain("sync", async_reset=True)
+        on_ecp5 = getattr(platform, "family", None) == "ecp5"
+        m.domains.rst_src = ClockDomain("rst_src", async_reset=True, local=True)
+        m.d.comb += ClockSignal("rst_src").eq(ClockSignal("sync"))
+        if on_ecp5:
+            m.submodules.rst_gbuf = Instance("DCCA", i_CLKI=ResetSignal("rst_src"), i_CE=1,
+                                             o_CLKO=ResetSignal("sync"))
+        else:
+            m.d.comb += ResetSignal("sync").eq(ResetSignal("rst_src"))
         locked = Signal()
         if self.pll is not None:
             m.submodules.pll = pll = ECP5PLL(self.pll)
@@ -120,7 +130,7 @@ class BoardTop(wiring.Component):
             m.d.comb += [ClockSignal("sync").eq(clk_buf.i), locked.eq(1)]
             clk_hz = platform.default_clk_frequency
         # Reset held until the PLL locks, released synchronously.
-        m.submodules.rst_sync = ResetSynchronizer(~locked, domain="sync")
+        m.submodules.rst_sync = ResetSynchronizer(~locked, domain="rst_src")
 
         uart = platform.request("uart", 0, dir="-")
         m.submodules.rx_buf = rx_buf = io.Buffer("i", uart.rx)
