@@ -1,5 +1,6 @@
-"""hw.core.banks.ColumnStreamer: each bank streams its entries of each event column, and an
-event costs max(1, max over banks of nnz) cycles (no bubbles between columns)."""
+"""hw.core.banks.ColumnStreamer: each bank streams its entries of each event column, in
+event order; the whole takes at most the lock-step bound (per event, max(1, max over banks
+of nnz) cycles, no bubbles between columns), and ``busy`` covers every event in flight."""
 
 
 import numpy as np
@@ -11,9 +12,10 @@ from hw.core.params import core_params, mem_ids
 from sim.random_bundle import random_bundle
 
 
-def test_streams_columns(tmp_path):
-    b = load_bundle(random_bundle(tmp_path / "b", layers=1, hidden=10, vocab=9, banks=4,
-                                  sparsity=0.6, seed=2))
+def _layer_streamer(path, *, sparsity, seed):
+    """A random one-layer bundle (H=10, 9 inputs, P=4) and the streamer over its W and R."""
+    b = load_bundle(random_bundle(path, layers=1, hidden=10, vocab=9, banks=4,
+                                  sparsity=sparsity, seed=seed))
     p = core_params(b)
     lp = p.layers[0]
     ids = mem_ids(p)
@@ -21,6 +23,11 @@ def test_streams_columns(tmp_path):
                          ubits=lp.ubits, gated=True,
                          mem_ids=[(ids["l0.w.ptr"], ids["l0.w.ent"]),
                                   (ids["l0.r.ptr"], ids["l0.r.ent"])])
+    return b, dut
+
+
+def test_streams_columns(tmp_path):
+    b, dut = _layer_streamer(tmp_path / "b", sparsity=0.6, seed=2)
     rng = np.random.default_rng(1)
     events = [(int(j), int(v), int(mat)) for j, v, mat in
               zip(rng.integers(0, 9, 12), rng.integers(-500, 500, 12), rng.integers(0, 2, 12))]
@@ -70,15 +77,7 @@ def test_busy_covers_every_event_in_flight(tmp_path):
     """``busy`` stays high from an event's handshake until its last entry is on ``lanes``:
     the layer starts its pointwise pass when it falls (an event still in a bank's queue
     was once missed, and the pass started early)."""
-    b = load_bundle(random_bundle(tmp_path / "b", layers=1, hidden=10, vocab=9, banks=4,
-                                  sparsity=0.3, seed=3))
-    p = core_params(b)
-    lp = p.layers[0]
-    ids = mem_ids(p)
-    dut = ColumnStreamer(banks=4, mats=[lp.w, lp.r], weight_bits=8, state_bits=16,
-                         ubits=lp.ubits, gated=True,
-                         mem_ids=[(ids["l0.w.ptr"], ids["l0.w.ent"]),
-                                  (ids["l0.r.ptr"], ids["l0.r.ent"])])
+    _, dut = _layer_streamer(tmp_path / "b", sparsity=0.3, seed=3)
     late = []
 
     async def tb(ctx):
