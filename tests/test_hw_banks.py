@@ -1,6 +1,7 @@
 """hw.core.banks.ColumnStreamer: each bank streams its entries of each event column, in
 event order; the whole takes at most the lock-step bound (per event, max(1, max over banks
-of nnz) cycles, no bubbles between columns), and ``busy`` covers every event in flight."""
+of nnz) cycles, no bubbles between columns), ``busy`` covers every event in flight, and the
+first entries come `ColumnStreamer.stages` cycles after an event's handshake."""
 
 
 import numpy as np
@@ -78,7 +79,7 @@ def test_busy_covers_every_event_in_flight(tmp_path):
     the layer starts its pointwise pass when it falls (an event still in a bank's queue
     was once missed, and the pass started early)."""
     _, dut = _layer_streamer(tmp_path / "b", sparsity=0.3, seed=3)
-    late = []
+    late, latency = [], []
 
     async def tb(ctx):
         for j in range(9):
@@ -86,8 +87,12 @@ def test_busy_covers_every_event_in_flight(tmp_path):
             ctx.set(dut.i_stream.valid, 1)
             await ctx.tick()
             ctx.set(dut.i_stream.valid, 0)
+            cyc = 1
             while ctx.get(dut.busy):
+                if not latency and any(ctx.get(dut.lanes[k].valid) for k in range(4)):
+                    latency.append(cyc)
                 await ctx.tick()
+                cyc += 1
             for _ in range(dut.stages + 4):
                 if any(ctx.get(dut.lanes[k].valid) for k in range(4)):
                     late.append(j)
@@ -98,3 +103,4 @@ def test_busy_covers_every_event_in_flight(tmp_path):
     sim.add_testbench(tb)
     sim.run()
     assert late == []
+    assert latency == [dut.stages]           # the documented handshake -> lanes latency

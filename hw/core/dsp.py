@@ -16,14 +16,16 @@ from amaranth.hdl import ClockSignal, Const, Instance, Module, Shape, Signal, si
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from .target import on_ecp5
+
 __all__ = ["RegisteredMul", "uses_ecp5_dsp"]
 
 #: operand width of the ECP5 multiplier (signed)
 ECP5_WIDTH = 18
 
 
-def uses_ecp5_dsp(platform) -> bool:
-    return getattr(platform, "family", None) == "ecp5"
+#: the hard multiplier is used when elaborating for an ECP5
+uses_ecp5_dsp = on_ecp5
 
 
 class RegisteredMul(wiring.Component):

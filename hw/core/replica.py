@@ -16,7 +16,7 @@ from amaranth.hdl import ClockSignal, Const, Instance, Module, Signal, Value
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from .dsp import uses_ecp5_dsp
+from .target import on_ecp5
 
 __all__ = ["Replica"]
 
@@ -47,7 +47,7 @@ class Replica(wiring.Component):
         m = Module()
         en = self.en if self.enable else Const(1)
         d, q = Value.cast(self.d), Value.cast(self.q)
-        prim = uses_ecp5_dsp(platform) if self.primitive is None else self.primitive
+        prim = on_ecp5(platform) if self.primitive is None else self.primitive
         if prim:
             for i in range(len(d)):
                 m.submodules[f"ff{i}"] = Instance(

@@ -6,6 +6,7 @@ from amaranth.lib.cdc import ResetSynchronizer
 from amaranth.lib.wiring import In, Out
 
 from .. import protocol
+from ..core.target import on_ecp5
 from .engine import CommandEngine
 from .framing import RxFramer, TxFramer
 from .uart import UARTRx, UARTTx
@@ -112,10 +113,9 @@ class BoardTop(wiring.Component):
         # network, which reaches every slice's LSR with a short, uniform delay; in general
         # routing this one net was the default build's critical path (docs/build.md).
         m.domains.sync = cd_sync = ClockDomain("sync", async_reset=True)
-        on_ecp5 = getattr(platform, "family", None) == "ecp5"
         m.domains.rst_src = ClockDomain("rst_src", async_reset=True, local=True)
         m.d.comb += ClockSignal("rst_src").eq(ClockSignal("sync"))
-        if on_ecp5:
+        if on_ecp5(platform):
             m.submodules.rst_gbuf = Instance("DCCA", i_CLKI=ResetSignal("rst_src"), i_CE=1,
                                              o_CLKO=ResetSignal("sync"))
         else:
