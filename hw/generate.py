@@ -30,11 +30,11 @@ def resource_summary(params) -> dict:
     for lp in params.layers:
         k, U = lp.index, max(2, lp.units)
         for mt in (lp.w, lp.r):
-            mems.append((f"{mt.name}.ptr", P, mt.ptr_depth, mt.ptr_bits))
+            mems.append((f"{mt.name}.ptr", P, mt.ptr_depth, mt.ptr_width))
             mems.append((f"{mt.name}.ent", P, mt.ent_depth, mt.ent_bits))
         # the accumulators: all six slots of a lane in one memory (a block RAM)
         mems += [(f"l{k}.acc", P, 6 << lp.ubits, f.acc_bits),
-                 (f"l{k}.bias", 6 * P, U, f.acc_bits),
+                 (f"l{k}.bias", P, 6 << lp.ubits, f.acc_bits),
                  (f"l{k}.c", P, U, f.state_bits), (f"l{k}.theta", P, U, f.state_bits),
                  (f"l{k}.sigmoid", P, f.table_size, f.gate_bits),
                  (f"l{k}.tanh", P, f.table_size, f.state_bits),
@@ -42,10 +42,10 @@ def resource_summary(params) -> dict:
         mults += 3 * P
     if params.readout is not None:
         ro = params.readout
-        mems += [("dec.w.ptr", P, ro.w.ptr_depth, ro.w.ptr_bits),
+        mems += [("dec.w.ptr", P, ro.w.ptr_depth, ro.w.ptr_width),
                  ("dec.w.ent", P, ro.w.ent_depth, ro.w.ent_bits),
-                 ("dec.acc", P, max(2, ro.rows), f.acc_bits),
-                 ("dec.bias", P, max(2, ro.rows), f.acc_bits)]
+                 ("dec.acc", P, max(2, 1 << ro.ubits), f.acc_bits),
+                 ("dec.bias", P, max(2, 1 << ro.ubits), f.acc_bits)]
         mults += P
     mems.append(("input_fifo", 1, params.fifo_depth - 1, 16 + f.state_bits))
     total_bits = sum(c * d * w for _, c, d, w in mems)

@@ -54,11 +54,22 @@ def test_memory_map_and_weight_writes(tmp_path):
     assert names[-3:] == ["dec.w.ptr", "dec.w.ent", "dec.b"]
     depth = {(m, b): (d, w) for m, _, b, d, w in mm}
     n = 0
-    for mem, bank, addr, data in weight_writes(sparse, like=cap):
-        d, _w = depth[(mem, bank)]
-        assert 0 <= addr < d and 0 <= data < 2 ** 32
+    writes = list(weight_writes(sparse, like=cap))
+    for mem, bank, addr, data in writes:
+        d, w = depth[(mem, bank)]
+        assert 0 <= addr < d and 0 <= data < 2 ** min(w, 32)
         n += 1
     assert n > 0
+    # pointer words: (start, end) of each column, packed in the generated design's field
+    # width, not the loaded bundle's (a sparser bundle needs narrower pointers)
+    ids = {name: mid for mid, name, b, _, _ in mm if b == 0}
+    hw_w, sp_w = core_params(cap).layers[0].w, core_params(sparse).layers[0].w
+    assert sp_w.ptr_bits < hw_w.ptr_bits
+    ptr = [(bank, addr, data) for mem, bank, addr, data in writes if mem == ids["l0.w.ptr"]]
+    assert len(ptr) == 2 * hw_w.columns
+    for bank, j, data in ptr:
+        assert data & ((1 << hw_w.ptr_bits) - 1) == sp_w.ptr[bank][j]
+        assert data >> hw_w.ptr_bits == sp_w.ptr[bank][j + 1]
     # the capacity rule: a denser bundle does not fit a design built for a sparser one
     with pytest.raises(ValueError, match="capacity"):
         list(weight_writes(cap, like=sparse))

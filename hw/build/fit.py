@@ -2,9 +2,9 @@
 
 The estimate follows the core's structure (docs/build.md, "Fit check"), per layer and bank:
 weight pointer and entry memories for W and R (sized from the bundle's non-zero counts, not
-its dense shapes), one block RAM for the six accumulator slots and six bias memories of
-depth U = ceil(H/P), the pointwise lane's state, threshold and two table memories, the event
-beat memories; the readout's pointer/entry/accumulator/bias memories per bank; the UART
+its dense shapes), one block RAM for the six accumulator slots and one LUT RAM for the six
+bias slots (``6 << bits(U)`` words, U = ceil(H/P)), the pointwise lane's state, threshold
+and two table memories, the event beat memories; the readout's pointer/entry/accumulator/bias memories per bank; the UART
 receive buffer and the logit buffer. Each memory becomes block RAMs in the cheapest aspect
 ratio, or distributed RAM when Yosys would choose it (its cost model: one 16x4
 TRELLIS_DPR16X4 costs 4, one DP16KD 128, and a synchronous read port's flip-flops about as
@@ -47,6 +47,7 @@ class Memory:
     group: str        # "weights" (pointer/entry), "accumulators", "state", "io"
     read_ports: int = 1   # each read port is one copy (one write + one read per copy)
     block: bool = False   # forced into block RAM (the RTL sets ram_style = "block")
+    lut: bool = False     # forced into LUT RAM where the device has it ("distributed")
 
 
 def brams_for(depth: int, width: int, shapes) -> int:
@@ -64,6 +65,8 @@ def _placement(mem: Memory, device: Device) -> tuple[int, int]:
     if bits <= 64 or (not device.lutram and bits <= 512):
         return 0, bits                 # flip-flops and a read mux (~1 LUT4 a bit)
     n = brams_for(mem.depth, mem.width, device.bram_shapes)
+    if device.lutram and mem.lut:
+        return 0, _lutram_cells(mem.depth, mem.width) * LUTS_PER_DPR16X4 * mem.read_ports
     if device.lutram and not mem.block:
         cells = _lutram_cells(mem.depth, mem.width)
         # Yosys' costs (LUT RAM cell 4, DP16KD 128) plus its sync-read overhead, as
@@ -185,15 +188,17 @@ def _memories(bundle, *, max_payload: int):
         ro = params.readout
 
         def mat(name, img):
-            # the pointer table has two read ports (ptr[j], ptr[j+1]): two copies
-            return [Memory(f"{name}.ptr", P, img.ptr_depth, img.ptr_bits, "weights", 2),
+            # a pointer word holds a column's start and end (one read port)
+            return [Memory(f"{name}.ptr", P, img.ptr_depth, img.ptr_width, "weights"),
                     Memory(f"{name}.ent", P, img.ent_depth, img.ent_bits, "weights")]
         ro_rows = ro.rows if ro else 0
         ro_mats = mat("dec.w", ro.w) if ro else []
         fifo = params.fifo_depth
         notes.append("memory sizes from hw.core.params.core_params")
-    except ImportError:
-        # Without hw.core: the same sizes from the bundle's images.
+    except (ImportError, ValueError) as exc:
+        # Without hw.core, or for a model it cannot build (more entries per bank than a
+        # 32-bit pointer word addresses: far beyond any device here, which the estimate
+        # then says): the same sizes from the bundle's images.
         layers = []
         for k in range(bundle.num_layers):
             h = bundle.hidden(k)
@@ -202,21 +207,23 @@ def _memories(bundle, *, max_payload: int):
 
         def mat(name, img):
             depth = _pow2(img.max_entries)
-            return [Memory(f"{name}.ptr", P, img.nnz.shape[1] + 1, _bits(depth + 1),
-                           "weights", 2),
+            return [Memory(f"{name}.ptr", P, img.nnz.shape[1], 2 * _bits(depth + 1),
+                           "weights"),
                     Memory(f"{name}.ent", P, depth, img.index_bits + 2 + img.value_bits,
                            "weights")]
         ro_rows = -(-bundle.vocab_size // P) if bundle.model.get("readout") else 0
         ro_mats = mat("dec.w", bundle.memories["dec.w"]) if ro_rows else []
         fifo = int(bundle.model["input_size"]) + 1
-        notes.append("hw.core not importable: memory sizes estimated from the bundle")
+        notes.append(f"memory sizes estimated from the bundle ({exc})")
 
     for k, h, units, w, r in layers:
         units = max(2, units)
         mems += mat(f"l{k}.w", w) + mat(f"l{k}.r", r)
         # a MAC lane's six accumulator slots are one block RAM (hw/core/mac.py)
         mems.append(Memory(f"l{k}.acc", P, 6 << _bits(units), ab, "accumulators", block=True))
-        mems.append(Memory(f"l{k}.bias", 6 * P, units, ab, "accumulators"))
+        # the six bias slots: one LUT RAM laid out like the accumulators (hw/core/mac.py)
+        mems.append(Memory(f"l{k}.bias", P, 6 << _bits(units), ab, "accumulators",
+                           lut=True))
         mems.append(Memory(f"l{k}.c", P, units, sb, "state"))
         mems.append(Memory(f"l{k}.theta", P, units, sb, "state"))
         mems.append(Memory(f"l{k}.sig", P, 1 << fmt.table_bits, fmt.gate_bits, "state"))
@@ -224,8 +231,8 @@ def _memories(bundle, *, max_payload: int):
         mems.append(Memory(f"l{k}.beats", 2, units, P * (sb + 1) + _bits(units), "state"))
     if ro_rows:
         mems += ro_mats
-        mems.append(Memory("dec.acc", P, max(2, ro_rows), ab, "accumulators"))
-        mems.append(Memory("dec.bias", P, max(2, ro_rows), ab, "accumulators"))
+        mems.append(Memory("dec.acc", P, 1 << _bits(ro_rows), ab, "accumulators"))
+        mems.append(Memory("dec.bias", P, 1 << _bits(ro_rows), ab, "accumulators", lut=True))
     mems.append(Memory("input_fifo", 1, fifo, 16 + sb + 2, "io"))
     mems.append(Memory("uart_rx_buffer", 1, max_payload, 8, "io"))
     if bundle.vocab_size:

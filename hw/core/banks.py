@@ -10,11 +10,12 @@ the column handshake was an AND over P banks spread over the whole die.)
 """
 
 from amaranth.hdl import Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from .arith import exceeds
+from .ram import SyncRead, ram
 from .replica import Replica
 from .skid import SkidBuffer
 from .wport import WriteChain, write_members, wwrite_layout
@@ -76,6 +77,9 @@ class ColumnStreamer(wiring.Component):
         self.stages = 10 + (len(mats) == 2)
         self.col_bits = max(1, max(mt.columns for mt in mats).bit_length())
         self.addr_bits = max(mt.ptr_bits for mt in mats)
+        for mt in mats:
+            if mt.ptr_width != 2 * mt.ptr_bits:
+                raise ValueError(f"{mt.name}: pointer words must hold (start, end)")
         super().__init__({
             "i_stream": In(stream.Signature(col_event_layout(self.col_bits, state_bits))),
             "lanes": Out(data.ArrayLayout(lane_layout(weight_bits, state_bits, ubits), banks)),
@@ -87,10 +91,6 @@ class ColumnStreamer(wiring.Component):
         m = Module()
         P, Q = self.banks, self.queue_depth
         ev_layout = col_event_layout(self.col_bits, self.sb)
-        # a queued event carries col + 1 (the end pointer's address) computed on the way in
-        q_layout = data.StructLayout({"col": unsigned(self.col_bits),
-                                      "col1": unsigned(self.col_bits + 1),
-                                      "value": signed(self.sb), "mat": 1})
         m.submodules.skid = skid = SkidBuffer(ev_layout)
         wiring.connect(m, wiring.flipped(self.i_stream), skid.i)
         src = skid.o
@@ -109,15 +109,13 @@ class ColumnStreamer(wiring.Component):
         for b in range(P):
             # the event, registered once more next to the bank (`hw.core.replica`)
             m.submodules[f"in{b}"] = rep = Replica(data.StructLayout(
-                {"we": 1, "ev": q_layout}))
-            m.d.comb += [rep.d.we.eq(accept), rep.d.ev.col.eq(src.payload.col),
-                         rep.d.ev.col1.eq(src.payload.col + 1),
-                         rep.d.ev.value.eq(src.payload.value), rep.d.ev.mat.eq(src.payload.mat)]
+                {"we": 1, "ev": ev_layout}))
+            m.d.comb += [rep.d.we.eq(accept), rep.d.ev.eq(src.payload)]
             # the queue's output is a register: it addresses the pointer tables
-            m.submodules[f"queue{b}"] = q = SyncFIFOBuffered(width=q_layout.size, depth=Q)
+            m.submodules[f"queue{b}"] = q = SyncFIFOBuffered(width=ev_layout.size, depth=Q)
             m.d.comb += [q.w_en.eq(rep.q.we), q.w_data.eq(rep.q.ev)]
             m.d.sync += room[b].eq(q.level <= Q - 3)
-            bank_busy = self._bank(m, b, q, q_layout, chain)
+            bank_busy = self._bank(m, b, q, ev_layout, chain)
             busy = busy | rep.q.we | (q.level != 0) | bank_busy
         chain.build(m, self.write_hops, self.wr, self.wr_en, self.wr_o, self.wr_o_en)
         m.d.comb += self.busy.eq(busy)
@@ -135,7 +133,8 @@ class ColumnStreamer(wiring.Component):
             return Signal(shape, name=f"{name}{b}", reset_less=True)
 
         # The pending event, in three stages that move together (``adv*``) so that columns
-        # follow back to back: B, the pointers are the pointer memories' read data; B2,
+        # follow back to back: B, the pointers are the pointer memory's read data (one word,
+        # start and end: `hw.core.params.MatrixImage.ptr_words`); B2,
         # registered; B3, with the flags of the column they span. (Computing the flags
         # straight from the block RAM outputs put ~5.6 ns of clock-to-out, a mux, a
         # subtraction and the load mux on one path.)
@@ -169,16 +168,16 @@ class ColumnStreamer(wiring.Component):
         ent_data = []
         for k, mt in enumerate(self.mats):
             ptr_id, ent_id = self.mem_ids[k]
-            pm = memory.Memory(shape=unsigned(mt.ptr_bits), depth=mt.ptr_depth, init=mt.ptr[b])
-            em = memory.Memory(shape=unsigned(mt.ent_bits), depth=mt.ent_depth, init=mt.ent[b])
+            pm = ram(shape=unsigned(mt.ptr_width), depth=mt.ptr_depth, init=mt.ptr_words(b))
+            em = ram(shape=unsigned(mt.ent_bits), depth=mt.ent_depth, init=mt.ent[b])
             m.submodules[f"ptr{k}_{b}"] = pm
             m.submodules[f"ent{k}_{b}"] = em
-            p0, p1 = pm.read_port(), pm.read_port()
-            m.d.comb += [p0.addr.eq(ev.col), p1.addr.eq(ev.col1),
-                         p0.en.eq(fetch), p1.en.eq(fetch)]
+            pr = SyncRead(m, pm, name=f"ptr{k}_{b}")
+            m.d.comb += [pr.addr.eq(ev.col), pr.en.eq(fetch)]
             with m.If(adv2):
-                m.d.sync += [b2_start[k].eq(p0.data), b2_end[k].eq(p1.data)]
-            er = em.read_port()
+                m.d.sync += [b2_start[k].eq(pr.data[:mt.ptr_bits]),
+                             b2_end[k].eq(pr.data[mt.ptr_bits:])]
+            er = SyncRead(m, em, name=f"ent{k}_{b}")
             m.d.comb += er.addr.eq(addr)
             ent_data.append(er.data)
             for mem_, wid in ((pm, ptr_id), (em, ent_id)):

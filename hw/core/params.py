@@ -5,7 +5,9 @@ components take plain Python numbers and lists and never look at the bundle them
 
 Entry words are re-encoded for the hardware (docs/accelerator.md, "Memories"): a layer entry
 becomes ``(g << (ubits + wb)) | (u << wb) | w`` instead of the bundle's ``(u*3+g) << wb | w``,
-so that the lane never divides by 3. Decoder entries keep the bundle's encoding.
+so that the lane never divides by 3. Decoder entries keep the bundle's encoding. A pointer
+table holds one word per column, ``ptr[j] | ptr[j+1] << ptr_bits`` (the bundle keeps the
+``columns + 1`` pointers), so that one read port gives a column's entry range.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ class MatrixImage:
 
     name: str
     columns: int
-    ptr: list            # per bank: list of columns + 1 ints
+    ptr: list            # per bank: list of columns + 1 ints (the bundle's CSC pointers)
     ent: list            # per bank: list of entry words (at least one word)
     ent_depth: int       # entry memory depth (capacity, a power of two >= max entries)
     ptr_bits: int
@@ -47,7 +49,20 @@ class MatrixImage:
 
     @property
     def ptr_depth(self) -> int:
-        return self.columns + 1
+        """Words of the hardware pointer table: one per column."""
+        return self.columns
+
+    @property
+    def ptr_width(self) -> int:
+        """A pointer word holds the column's start and end: ``ptr[j] | ptr[j+1] << ptr_bits``."""
+        return 2 * self.ptr_bits
+
+    def ptr_words(self, bank: int, ptr_bits: int | None = None) -> list:
+        """Bank ``bank``'s pointer table as the hardware holds it (`ptr_width` bits a word):
+        one read gives a column's whole entry range. ``ptr_bits``: the field width of the
+        accelerator the words are for (default: this image's own)."""
+        p, sh = self.ptr[bank], self.ptr_bits if ptr_bits is None else ptr_bits
+        return [p[j] | (p[j + 1] << sh) for j in range(self.columns)]
 
 
 @dataclasses.dataclass
@@ -99,6 +114,10 @@ def _encode_matrix(name, img, banks, ubits, wb, layer: bool) -> MatrixImage:
         words = [int(x) for x in words] or [0]
         ents.append(words)
     depth = _pow2(max(len(e) for e in ents))
+    if 2 * bits_for(depth + 1) > 32:
+        raise ValueError(f"{name}: {depth} entries per bank need pointer words of "
+                         f"{2 * bits_for(depth + 1)} bits, more than the 32 a run-time write "
+                         "carries; use more banks or more weight sparsity")
     return MatrixImage(
         name=name, columns=img.nnz.shape[1],
         ptr=[[int(x) for x in p] for p in img.ptr], ent=ents, ent_depth=depth,
@@ -192,7 +211,7 @@ def memory_map(bundle_or_params) -> list:
     for mid, (name, kind, obj) in enumerate(_names(params)):
         for b in range(params.banks):
             if kind == "ptr":
-                depth, width = obj.ptr_depth, obj.ptr_bits
+                depth, width = obj.ptr_depth, obj.ptr_width
             elif kind == "ent":
                 depth, width = obj.ent_depth, obj.ent_bits
             elif kind == "bias":
@@ -243,8 +262,8 @@ def memory_words(new: CoreParams, ref: CoreParams | None = None):
     for name, kind, obj in _names(new):
         mid = ids[name]
         for b in range(new.banks):
-            if kind == "ptr":
-                words = obj.ptr[b]
+            if kind == "ptr":      # packed in the generated accelerator's field width
+                words = obj.ptr_words(b, refs[name].ptr_bits)
             elif kind == "ent":
                 if len(obj.ent[b]) > refs[name].ent_depth:
                     raise ValueError(f"{name} bank {b}: {len(obj.ent[b])} entries exceed the "
@@ -260,5 +279,6 @@ def memory_words(new: CoreParams, ref: CoreParams | None = None):
                 words = obj.theta[b]
             else:
                 words = [x & amask for x in obj.b[b]]
+            mask = (1 << refs[name].ptr_width) - 1 if kind == "ptr" else amask
             for addr, word in enumerate(words):
-                yield mid, b, addr, int(word) & amask
+                yield mid, b, addr, int(word) & mask

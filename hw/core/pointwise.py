@@ -38,6 +38,7 @@ from amaranth.lib.wiring import In, Out
 
 from .arith import narrow, rshift_round, sat, table_index
 from .dsp import RegisteredMul
+from .ram import SyncRead, ram
 from .wport import WriteChain, write_members
 
 __all__ = ["PointwiseLane"]
@@ -93,15 +94,17 @@ class PointwiseLane(wiring.Component):
         adv = self.adv
         depth = max(2, self.units)
 
-        m.submodules.c_mem = c_mem = memory.Memory(shape=signed(sb), depth=depth, init=[])
-        m.submodules.th_mem = th_mem = memory.Memory(shape=signed(sb), depth=depth,
-                                                     init=self.theta)
+        # c is read at P8 and written at P15 of a pass, which holds each unit once (the
+        # next starts after the pipeline drained); theta is written only while idle: no
+        # read under a write to the same word (`hw.core.ram`)
+        m.submodules.c_mem = c_mem = ram(shape=signed(sb), depth=depth)
+        m.submodules.th_mem = th_mem = ram(shape=signed(sb), depth=depth, init=self.theta)
         m.submodules.sig = sig = memory.Memory(shape=unsigned(gb), depth=f.table_size,
                                                init=self.sig)
         m.submodules.tanh = tanh = memory.Memory(shape=signed(sb), depth=f.table_size,
                                                  init=self.tanh)
-        c_rd, c_wr = c_mem.read_port(), c_mem.write_port()
-        th_rd, th_wr = th_mem.read_port(), th_mem.write_port()
+        c_rd, c_wr = SyncRead(m, c_mem, name="c_rd"), c_mem.write_port()
+        th_rd, th_wr = SyncRead(m, th_mem, name="th_rd"), th_mem.write_port()
         sig_r, sig_z, tanh_rd = sig.read_port(), sig.read_port(), tanh.read_port()
         chain = WriteChain("pw")
         chain.add(th_wr, lambda w: (w.mem == self.theta_id) & (w.bank == self.bank))

@@ -28,7 +28,8 @@ class Readout(wiring.Component):
     smallest index wins ties), whose ``stages`` cycles of latency follow the scan. A row
     takes two cycles: the lanes act on their registered copy of the read (WAIT), then the
     logits are on their read ports (SCAN). With ``emit_logits`` every logit is also sent
-    (one word per cycle, in index order), then the top-1 word.
+    (one word per cycle, in index order), then the top-1 word; the row's logits are then
+    first copied into a shift register (LOAD, one more cycle a row).
 
     Members
     -------
@@ -122,10 +123,11 @@ class Readout(wiring.Component):
         for b in range(P):
             ok = (u * P + b < V) & (~emit | (bsel == b))
             m.d.comb += [amax.mask[b].eq(ok), amax.values[b].eq(macs[b].rd_data[0])]
-        logit = Signal(signed(ab))
-        for b in range(P):
-            with m.If(bsel == b):
-                m.d.comb += logit.eq(macs[b].rd_data[0])
+        # The row's logits, copied from the lanes once (state LOAD) and shifted out from
+        # ``row[0]``: a P-way multiplexer by ``bsel`` from lanes spread over the die
+        # straight into the output was the default build's critical path (15.5 ns).
+        row = [Signal(signed(ab), name=f"row{b}", reset_less=True) for b in range(P)]
+        logit = row[0]
         last_in_row = (bsel == P - 1) | (u * P + bsel == V - 1)
 
         with m.FSM():
@@ -148,6 +150,13 @@ class Readout(wiring.Component):
                     m.next = "WAIT"
             with m.State("WAIT"):
                 m.d.comb += [ext.eq(1), self.busy.eq(1)]
+                with m.If(emit):
+                    m.next = "LOAD"
+                with m.Else():
+                    m.next = "SCAN"
+            with m.State("LOAD"):
+                m.d.comb += [ext.eq(1), self.busy.eq(1)]
+                m.d.sync += [row[b].eq(macs[b].rd_data[0]) for b in range(P)]
                 m.next = "SCAN"
             with m.State("SCAN"):
                 m.d.comb += [ext.eq(1), self.busy.eq(1)]
@@ -158,6 +167,7 @@ class Readout(wiring.Component):
                                  self.o_stream.payload.last.eq(0)]
                     with m.If(self.o_stream.ready):
                         m.d.sync += bsel.eq(bsel + 1)
+                        m.d.sync += [row[b].eq(row[b + 1]) for b in range(P - 1)]
                         m.d.comb += [amax.push.eq(1), row_done.eq(last_in_row)]
                 with m.Else():
                     m.d.comb += [amax.push.eq(1), row_done.eq(1)]

@@ -62,9 +62,10 @@ def chain_blocks(m, wr, wr_en, blocks):
 class WriteChain:
     """A block's hops of the write chain.
 
-    ``add(port, hit, key)`` registers a memory write port and its address decode
+    ``add(port, hit, key, addr)`` registers a memory write port and its address decode
     (``hit(bus)`` -> 1 bit, on the incoming hop's payload); ports with the same ``key`` (a
-    lane or bank) share one hop. ``build(m, hops, wr, wr_en, wr_o, wr_o_en)`` checks that
+    lane or bank) share one hop. ``addr(bus)``, if given, maps the bus address to the
+    port's (registered with the hop, like the hit); otherwise the port takes its low bits. ``build(m, hops, wr, wr_en, wr_o, wr_o_en)`` checks that
     ``hops`` (the block's declared `write_hops`) is what it builds and wires the hops in
     ``key`` order from the block's input to its output. `hops` is the number of registers.
     """
@@ -72,8 +73,8 @@ class WriteChain:
     def __init__(self, name: str):
         self.name, self.targets = name, []
 
-    def add(self, port, hit, key=0):
-        self.targets.append((key, port, hit))
+    def add(self, port, hit, key=0, addr=None):
+        self.targets.append((key, port, hit, addr))
 
     @property
     def keys(self) -> list:
@@ -92,16 +93,21 @@ class WriteChain:
         layout = wr.shape()
         prev, prev_v = wr, wr_en
         for h, key in enumerate(self.keys):
-            ports = [(p, hit) for k, p, hit in self.targets if k == key]
+            ports = [(p, hit, addr) for k, p, hit, addr in self.targets if k == key]
             bus = Signal(layout, name=f"{self.name}_h{h}", reset_less=True)   # v marks it
             v = Signal(name=f"{self.name}_h{h}_v")
             hits = Signal(len(ports), name=f"{self.name}_h{h}_hit")
             # the decode is registered with the payload: a memory's write enable is a
             # flip-flop, and the compare sits on the short net from the previous hop
             m.d.sync += [bus.eq(prev), v.eq(prev_v)]
-            m.d.sync += [hits[i].eq(prev_v & hit(prev)) for i, (_, hit) in enumerate(ports)]
-            for i, (port, _) in enumerate(ports):
-                m.d.comb += [port.addr.eq(bus.addr[:len(port.addr)]),
-                             port.data.eq(bus.data[:len(port.data)]), port.en.eq(hits[i])]
+            m.d.sync += [hits[i].eq(prev_v & hit(prev)) for i, (_, hit, _) in enumerate(ports)]
+            for i, (port, _, addr) in enumerate(ports):
+                if addr is None:
+                    m.d.comb += port.addr.eq(bus.addr[:len(port.addr)])
+                else:
+                    pa = Signal(len(port.addr), name=f"{self.name}_h{h}_a{i}", reset_less=True)
+                    m.d.sync += pa.eq(addr(prev))
+                    m.d.comb += port.addr.eq(pa)
+                m.d.comb += [port.data.eq(bus.data[:len(port.data)]), port.en.eq(hits[i])]
             prev, prev_v = bus, v
         m.d.comb += [wr_o.eq(prev), wr_o_en.eq(prev_v)]

@@ -6,10 +6,11 @@ after it has drained. See docs/host_protocol.md for the commands.
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
-from amaranth.lib import memory, stream, wiring
+from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .. import protocol
+from ..core.ram import SyncRead, ram
 from ..protocol import Cmd, Status
 from .framing import TxByte
 from .stub_core import (
@@ -109,9 +110,10 @@ class CommandEngine(wiring.Component):
         top1 = Signal(16)
         snap = Signal(8 * protocol.COUNTER_BYTES)     # counters, frozen for READ_COUNTERS
 
-        m.submodules.logits = lmem = memory.Memory(shape=8 * LB, depth=V, init=[])
+        # (a logit is read only after the step that wrote it: `hw.core.ram`)
+        m.submodules.logits = lmem = ram(shape=8 * LB, depth=V)
         lw = lmem.write_port()
-        lr = lmem.read_port()
+        lr = SyncRead(m, lmem, name="logit_rd")
         lq = Signal(8 * LB)
         wide = Signal(signed(8 * LB))         # the logit sign-extended to whole bytes
         m.d.comb += [wide.eq(self.c_out.payload.data), lw.addr.eq(k),

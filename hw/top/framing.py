@@ -5,10 +5,11 @@ from there.
 """
 
 from amaranth.hdl import Cat, Const, Module, Signal
-from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .. import protocol
+from ..core.ram import SyncRead, ram
 
 __all__ = ["RxFramer", "TxByte", "TxFramer", "crc16_next"]
 
@@ -93,9 +94,11 @@ class RxFramer(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.buf = buf = memory.Memory(shape=8, depth=self.max_payload, init=[])
+        # (bytes are stored only for a frame that began while the engine was idle; the
+        # engine reads them after the frame is done: `hw.core.ram`)
+        m.submodules.buf = buf = ram(shape=8, depth=self.max_payload)
         wr = buf.write_port()
-        rd = buf.read_port()
+        rd = SyncRead(m, buf, name="buf_rd")
         # Read data registered once more: a DP16KD's unregistered output is slow (~5 ns).
         m.d.comb += rd.addr.eq(self.rd_addr)
         m.d.sync += self.rd_data.eq(rd.data)
