@@ -10,6 +10,16 @@ from hw.core import COUNTERS_SETTLE, Op
 from sw.golden import Golden
 
 
+def run_testbench(dut, bench, *, clock=True):
+    """Run the async testbench ``bench(ctx)`` on ``dut`` (a sync clock of 100 MHz unless
+    ``clock`` is False, for combinational designs)."""
+    sim = Simulator(dut)
+    if clock:
+        sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+
+
 def run_accel_amaranth(bundle, steps, *, emit_logits=True, trace=True, stall=False, seed=0,
                        dut=None):
     """Drive an Accelerator through ``steps`` (list of event lists, ('token', t), ('reset',)
@@ -78,10 +88,7 @@ def run_accel_amaranth(bundle, steps, *, emit_logits=True, trace=True, stall=Fal
                               ("steps", "cycles", "events", "macs", "last_cycles",
                                "last_events", "last_macs")}
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(tb)
-    sim.run()
+    run_testbench(dut, tb)
     return result
 
 

@@ -39,6 +39,7 @@ from sw.atomic import atomic_write_bytes
 from .data import Vocab, batchify, get_batch, load_corpus
 from .masks import apply_masks
 from .quant import EventNet, project_weights_
+from .train import descend
 
 FORMAT, VERSION, META_KEY = "egru-eventnet", 1, "egru_eventnet"
 
@@ -204,11 +205,7 @@ def train_steps(net: EventNet, train_data: torch.Tensor, steps: int, *, lr: floa
         out, state, _ = net(x, state, fmt=fmt)
         state = state.detach()
         loss = F.cross_entropy(out.flatten(0, 1), y.flatten())
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), clip)
-        opt.step()
-        net.constrain_()
+        descend(net, opt, loss, clip)
         if masks:
             apply_masks(net, masks)
         if fmt is not None:       # QAT: keep the weights representable (no saturation)

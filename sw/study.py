@@ -335,7 +335,7 @@ def finetune(cfg: dict, run: Run, out: Path, corpus, model, masks, d) -> dict:
 
     from .data import batchify, get_batch, num_windows
     from .models.lm import detach_state
-    from .train import lr_at, make_optimizer
+    from .train import descend, lr_at, make_optimizer
 
     tcfg = train_config(cfg, run, out, finetune=True)
     share = tcfg.batch_size // d.world
@@ -368,11 +368,7 @@ def finetune(cfg: dict, run: Run, out: Path, corpus, model, masks, d) -> dict:
         logits, state = net(x, state)
         state = detach_state(state)
         loss = F.cross_entropy(logits.flatten(0, 1), y.flatten())
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(raw.parameters(), tcfg.clip)
-        opt.step()
-        raw.constrain_()
+        descend(raw, opt, loss, tcfg.clip)
         apply_masks(raw, masks)
         losses.append(loss.item())
     tail = losses[-max(1, len(losses) // 10):]

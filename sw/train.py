@@ -84,6 +84,17 @@ def make_optimizer(model: LanguageModel, cfg: TrainConfig) -> torch.optim.AdamW:
                               {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
 
 
+def descend(model, opt, loss, clip: float) -> None:
+    """One optimizer step on ``loss``: gradients, their global norm clipped to ``clip``, the
+    update, then the model's parameter constraints (``constrain_``: thresholds stay
+    positive). The caller re-applies pruning masks after it."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+    opt.step()
+    model.constrain_()
+
+
 def configs_from_args(args) -> tuple[ModelConfig, TrainConfig, dict | None, dict | None]:
     """Fresh run: configs from the flags. Resume: from the checkpoint, run-control flags may
     override (e.g. --max-minutes); model flags must not contradict the checkpoint."""
@@ -196,11 +207,7 @@ def train(mcfg, tcfg, corpus, ck_tensors, ck_doc, args) -> dict:
             logits, state, traces = model(x, state, return_internals=True)
             state = detach_state(state)
             loss = F.cross_entropy(logits.flatten(0, 1), y.flatten())
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(raw.parameters(), tcfg.clip)
-            opt.step()
-            raw.constrain_()
+            descend(raw, opt, loss, tcfg.clip)
             prog["step"] += 1
             prog["batch"] = b + 1
             with torch.no_grad():

@@ -140,6 +140,8 @@ def test_small_configuration_to_bitstream(tmp_path):
     md = (out / "report.md").read_text()
     assert "Fmax" in md and "cycles per token" in md
     assert set(report["stages_s"]) >= {"generate", "synthesize", "place and route", "pack"}
+    assert data["nextpnr_seed"] == 2 and data["stopped_routes"] == []   # routed at once
+    assert "nextpnr seed: 2" in md
 
 
 def test_nextpnr_report_late_blocks(tmp_path):

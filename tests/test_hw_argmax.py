@@ -2,9 +2,9 @@
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
 from hw.core.argmax import ArgMax
+from sim.amaranth_sim import run_testbench
 
 
 @pytest.mark.parametrize("gaps", [False, True])
@@ -52,10 +52,7 @@ def test_argmax_matches_numpy(width, gaps):
             assert ticks == dut.stages - 1          # the push itself took one tick
             results.append(ctx.get(dut.best))
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    run_testbench(dut, bench)
     for (vals, mask), got in zip(cases, results):
         masked = np.where(mask, vals, np.iinfo(np.int64).min)
         assert got == int(np.argmax(masked))

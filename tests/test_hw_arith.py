@@ -2,13 +2,13 @@
 
 import numpy as np
 from amaranth.hdl import Module, Signal, signed
-from amaranth.sim import Simulator
 
 from hw.core.arith import exceeds, narrow, rshift_round, sat, table_index
 from hw.fixedpoint import Format
 from hw.fixedpoint import rshift_round as np_rshift_round
 from hw.fixedpoint import sat as np_sat
 from hw.fixedpoint import table_index as np_table_index
+from sim.amaranth_sim import run_testbench
 
 
 def test_arith_matches_contract():
@@ -39,9 +39,7 @@ def test_arith_matches_contract():
             assert ctx.get(o_nar) == want, xv
             assert ctx.get(o_idx) == int(np_table_index(pv, fmt)), pv
 
-    sim = Simulator(m)
-    sim.add_testbench(tb)
-    sim.run()
+    run_testbench(m, tb, clock=False)
 
 
 def test_sat_exhaustive_small_widths():
@@ -60,9 +58,7 @@ def test_sat_exhaustive_small_widths():
                 assert ctx.get(os_) == int(np_sat(v, bits)), (v, bits)
                 assert ctx.get(ou) == int(np_sat(v + 64, bits)), (v + 64, bits)
 
-    sim = Simulator(m)
-    sim.add_testbench(tb)
-    sim.run()
+    run_testbench(m, tb, clock=False)
 
 
 def test_exceeds_small_constants():
@@ -80,6 +76,4 @@ def test_exceeds_small_constants():
                 for k, o in enumerate(outs):
                     assert ctx.get(o) == int(av - bv > k), (av, bv, k)
 
-    sim = Simulator(m)
-    sim.add_testbench(tb)
-    sim.run()
+    run_testbench(m, tb, clock=False)

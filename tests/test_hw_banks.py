@@ -5,11 +5,11 @@ first entries come `ColumnStreamer.stages` cycles after an event's handshake."""
 
 
 import numpy as np
-from amaranth.sim import Simulator
 
 from hw.bundle import load_bundle
 from hw.core.banks import ColumnStreamer
 from hw.core.params import core_params, mem_ids
+from sim.amaranth_sim import run_testbench
 from sim.random_bundle import random_bundle
 
 
@@ -66,10 +66,7 @@ def test_streams_columns(tmp_path):
             cyc += 1
         span["cycles"] = (last - first + 1) if first is not None else 0
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(tb)
-    sim.run()
+    run_testbench(dut, tb)
     assert got == want
     assert span["cycles"] <= bound, (span, bound)
 
@@ -98,9 +95,6 @@ def test_busy_covers_every_event_in_flight(tmp_path):
                     late.append(j)
                 await ctx.tick()
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(tb)
-    sim.run()
+    run_testbench(dut, tb)
     assert late == []
     assert latency == [dut.stages]           # the documented handshake -> lanes latency

@@ -1,8 +1,8 @@
 """hw.core.counters.Counters: per-step and total figures, per part, latched at step end."""
 
-from amaranth.sim import Simulator
 
 from hw.core.counters import Counters
+from sim.amaranth_sim import run_testbench
 
 
 def test_counters():
@@ -46,7 +46,4 @@ def test_counters():
         c = ctx.get(dut.counters)
         assert (c.last_cycles, c.steps, c.cycles) == (0, 2, 5)
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(tb)
-    sim.run()
+    run_testbench(dut, tb)

@@ -1,9 +1,9 @@
 """hw.core.events: the event store serializes beats into events in unit order, 1 per cycle."""
 
 import numpy as np
-from amaranth.sim import Simulator
 
 from hw.core.events import EventStore
+from sim.amaranth_sim import run_testbench
 
 
 def _run(P, U, beats, stall_p=0.0, seed=0):
@@ -38,10 +38,7 @@ def _run(P, U, beats, stall_p=0.0, seed=0):
                 assert n < 1000
             cycles[name] = n
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(tb)
-    sim.run()
+    run_testbench(dut, tb)
     return got, cycles
 
 

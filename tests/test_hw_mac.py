@@ -6,10 +6,10 @@ import re
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
 from hw.core.mac import MacLane
 from hw.fixedpoint import Format, wrap
+from sim.amaranth_sim import run_testbench
 
 U = 4
 
@@ -69,10 +69,7 @@ def _run(entries, *, fmt, bias, steps=1):
         for u in range(U):                             # now the biases again
             assert await read_unit(ctx, dut, u, 0) == [bias[s][u] for s in range(S)]
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(tb)
-    sim.run()
+    run_testbench(dut, tb)
     for g in got:
         assert np.array_equal(g, acc), (g, acc)
 

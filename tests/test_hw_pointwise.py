@@ -2,11 +2,11 @@
 the stored state c is used), with random pipeline stalls."""
 
 import numpy as np
-from amaranth.sim import Simulator
 
 from hw.bundle import load_bundle
 from hw.core.pointwise import PointwiseLane
 from hw.fixedpoint import make_tables
+from sim.amaranth_sim import run_testbench
 from sim.random_bundle import random_bundle
 from sw.golden import Golden
 
@@ -57,8 +57,5 @@ def test_pointwise_lane_matches_golden(tmp_path):
             got.append((out_c[:H], out_y[:H]))
             assert out_y[H] == 0                   # the padding unit never fires
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(tb)
-    sim.run()
+    run_testbench(dut, tb)
     assert got == want

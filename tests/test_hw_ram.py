@@ -1,17 +1,13 @@
 """hw.core.ram: memories read through SyncRead behave like Amaranth's synchronous read port
 in simulation and map to a bare block RAM in Yosys (no emulated collision logic)."""
 
-import re
-import subprocess
-
-from amaranth.back import rtlil
 from amaranth.hdl import Module, unsigned
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
-from amaranth.sim import Simulator
 
-from hw.build.toolchain import resolve
 from hw.core.ram import SyncRead, ram
+from sim.amaranth_sim import run_testbench
+from sim.yosys_stat import count_cells, yosys_stat
 
 DEPTH, WIDTH = 129, 22
 
@@ -61,10 +57,7 @@ def _trace(plain):
             await ctx.tick()
             seen.append(ctx.get(dut.rdata))
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(tb)
-    sim.run()
+    run_testbench(dut, tb)
     return seen
 
 
@@ -76,16 +69,8 @@ def test_sync_read_matches_amaranth_read_port():
 
 
 def _cells(plain, tmp_path):
-    il = tmp_path / "top.il"
-    il.write_text(rtlil.convert(_Table(plain), ports=None))
-    script = f"read_rtlil {il.name}; synth_lattice -family ecp5 -top top; tee -o stat.txt stat"
-    subprocess.run([resolve("yosys"), "-q", "-p", script],
-                   capture_output=True, text=True, check=True, cwd=tmp_path)
-    stat = (tmp_path / "stat.txt").read_text()
-
-    def count(cell):
-        return sum(int(n) for n in re.findall(rf"(\d+)\s+{cell}\s*$", stat, re.MULTILINE))
-    return {c: count(c) for c in ("DP16KD", "TRELLIS_FF", "LUT4")}, stat
+    stat = yosys_stat(_Table(plain), "synth_lattice -family ecp5 -top top", tmp_path)
+    return {c: count_cells(stat, c) for c in ("DP16KD", "TRELLIS_FF", "LUT4")}, stat
 
 
 def test_table_maps_to_a_bare_block_ram(tmp_path):

@@ -1,17 +1,13 @@
 """hw.core.replica.Replica: a registered copy per lane that synthesis does not merge."""
 
-import re
-import subprocess
-
 import pytest
-from amaranth.back import rtlil
 from amaranth.hdl import Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
-from amaranth.sim import Simulator
 
-from hw.build.toolchain import resolve
 from hw.core.replica import Replica
+from sim.amaranth_sim import run_testbench
+from sim.yosys_stat import count_cells, yosys_stat
 
 
 @pytest.mark.parametrize("enable", [False, True])
@@ -27,10 +23,7 @@ def test_copy_is_one_enabled_cycle_late(enable):
             await ctx.tick()
             seen.append(ctx.get(dut.q))
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(tb)
-    sim.run()
+    run_testbench(dut, tb)
     want, q = [], 0
     for t in range(12):
         if not enable or t % 3 != 1:
@@ -62,20 +55,15 @@ class _TwoCopies(wiring.Component):
 def _flip_flops_after_opt(primitive, tmp_path):
     """Flip-flop bits left after Yosys flattens and merges (the steps of synth_ecp5 that
     merged the MAC lanes' identical gather flags)."""
-    il = tmp_path / "top.il"
-    il.write_text(rtlil.convert(_TwoCopies(primitive), ports=None))
     stub = tmp_path / "stub.v"
     stub.write_text("(* blackbox *) module TRELLIS_FF(input CLK, input CE, input LSR, "
                     "input DI, output Q); parameter GSR = \"\"; parameter CEMUX = \"\"; "
                     "parameter CLKMUX = \"\"; parameter LSRMUX = \"\"; parameter REGSET = \"\"; "
                     "parameter SRMODE = \"\"; endmodule\n")
-    script = (f"read_verilog -lib {stub.name}; read_rtlil {il.name}; hierarchy -top top; "
-              "proc; flatten; opt -full; techmap; opt; stat")
-    out = subprocess.run([resolve("yosys"), "-p", script],
-        capture_output=True, text=True, check=True, cwd=tmp_path)
-    stat = out.stdout[out.stdout.rindex("=== top ==="):]
-    prim = sum(int(n) for n in re.findall(r"(\d+)\s+TRELLIS_FF", stat))
-    plain = sum(int(n) for n in re.findall(r"(\d+)\s+\$_DFF_P_", stat))
+    stat = yosys_stat(_TwoCopies(primitive),
+                      "hierarchy -top top; proc; flatten; opt -full; techmap; opt", tmp_path,
+                      prelude=f"read_verilog -lib {stub.name};")
+    prim, plain = count_cells(stat, "TRELLIS_FF"), count_cells(stat, "$_DFF_P_")
     return prim, plain, stat
 
 

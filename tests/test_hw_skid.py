@@ -2,9 +2,9 @@
 a registered ready towards the producer and full throughput when the consumer never stalls."""
 
 import numpy as np
-from amaranth.sim import Simulator
 
 from hw.core.skid import SkidBuffer
+from sim.amaranth_sim import run_testbench
 
 
 def run(p_valid, p_ready, n=300, seed=0):
@@ -28,10 +28,7 @@ def run(p_valid, p_ready, n=300, seed=0):
             if took:
                 nxt += 1
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(tb)
-    sim.run()
+    run_testbench(dut, tb)
     return got, cycles[0]
 
 

@@ -8,7 +8,7 @@ import sys
 
 from .boards import BOARDS, BoardError
 from .fit import FitError
-from .flow import BuildError, BuildOptions, build
+from .flow import DEFAULT_SEED, BuildError, BuildOptions, build
 
 __all__ = ["main", "parser"]
 
@@ -37,7 +37,11 @@ def parser() -> argparse.ArgumentParser:
                     help="program the board with openFPGALoader after the build")
     ap.add_argument("--strict-timing", action="store_true",
                     help="fail when the achieved Fmax is below the clock target")
-    ap.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")
+    ap.add_argument("--seed", type=int, default=DEFAULT_SEED,
+                    help=f"nextpnr placement seed (default {DEFAULT_SEED})")
+    ap.add_argument("--pnr-tries", type=int, default=3, metavar="N",
+                    help="place-and-route runs at most: a route that diverges or stalls "
+                         "(router2) is stopped and run again with the next seed (default 3)")
     ap.add_argument("--bench", default=None, metavar="JSON",
                     help="benchmark JSON with measured cycles_per_token for the report")
     ap.add_argument("--activity", type=float, default=None, metavar="F",
@@ -63,6 +67,8 @@ def main(argv=None) -> int:
     if args.device is not None and args.device not in board.devices:
         parser().error(f"board {args.board} has no device {args.device!r}; supported: "
                        f"{', '.join(board.devices)}")
+    if args.pnr_tries < 1:
+        parser().error(f"--pnr-tries must be >= 1, got {args.pnr_tries}")
     try:
         shlex.split(args.pnr_opts)
     except ValueError as exc:
@@ -71,7 +77,8 @@ def main(argv=None) -> int:
     opts = BuildOptions(board=args.board, device=args.device, bundle=args.bundle,
                         clock_mhz=args.clock, out=args.out, baud=args.baud,
                         program=args.program, strict_timing=args.strict_timing,
-                        seed=args.seed, bench=args.bench, activity=args.activity,
+                        seed=args.seed, pnr_tries=args.pnr_tries, bench=args.bench,
+                        activity=args.activity,
                         prefer_system_tools=args.system_tools, stub_core=args.stub_core,
                         synth_opts=args.synth_opts, pnr_opts=args.pnr_opts)
     try:

@@ -14,6 +14,7 @@ from .. import protocol
 from . import toolchain
 from .boards import Board, get_board
 from .fit import check_fit
+from .pnr import run_place_and_route
 from .report import make_report, parse_nextpnr_report, write_report
 
 __all__ = ["BuildError", "BuildOptions", "build", "design_for"]
@@ -23,6 +24,11 @@ CONSTRAINTS = REPO / "constraints"
 #: Inter-byte timeout of the frame receiver on a board (USB-serial adapters pause between
 #: USB packets for up to a few ms).
 BOARD_TIMEOUT_S = 0.020
+
+# The first nextpnr seed. Seed 1 sends router2 into divergence on the shipped model at
+# 6654c1b (hw.build.pnr stops it after ~40 minutes and goes on with seed 2); seed 2 routes
+# it in 55 iterations. Any seed is a draw: the watchdog is what makes the default safe.
+DEFAULT_SEED = 2
 
 
 class BuildError(RuntimeError):
@@ -39,7 +45,8 @@ class BuildOptions:
     baud: int | None = None
     program: bool = False
     stub_core: bool = False           # stand-in core (tests of the board glue only)
-    seed: int = 1
+    seed: int = DEFAULT_SEED
+    pnr_tries: int = 3                # place-and-route runs (seed, seed + 1, ...): hw.build.pnr
     strict_timing: bool = False       # fail when Fmax < target (default: report it)
     bench: str | None = None
     activity: float | None = None     # fraction of units firing per step (report estimate)
@@ -188,6 +195,7 @@ def build(opts: BuildOptions, log=_log) -> dict:
 
     cmds = _commands(plan.files["build_top.sh"])
     names = ["synthesize", "place and route", "pack"]
+    routed = None
     if len(cmds) != 3:
         raise BuildError(f"unexpected build script:\n{plan.files['build_top.sh']}")
     for name, argv in zip(names, cmds):
@@ -195,7 +203,11 @@ def build(opts: BuildOptions, log=_log) -> dict:
         argv[0] = env.get(var, argv[0])
         log(f"[{name}] {Path(argv[0]).name} ...")
         t = time.monotonic()
-        _run_stage(name, argv, out, env, f"{name.replace(' ', '_')}.log")
+        if name == "place and route":
+            routed = run_place_and_route(argv, out, env, "place_and_route.log",
+                                         tries=opts.pnr_tries, log=log, error=BuildError)
+        else:
+            _run_stage(name, argv, out, env, f"{name.replace(' ', '_')}.log")
         stages[name] = time.monotonic() - t
         log(f"[{name}] done in {stages[name]:.1f} s")
 
@@ -205,7 +217,7 @@ def build(opts: BuildOptions, log=_log) -> dict:
     report = make_report(bundle=bundle, board=board, device=device, fit=fit, pnr=pnr,
                          clock=clock, stages=stages, bench=opts.bench, baud=baud, out_dir=out,
                          tools=tools, bitstream=bit if bit.exists() else None,
-                         activity=opts.activity)
+                         activity=opts.activity, routed=routed)
     jpath, mpath = write_report(report, out)
     for clk, v in report["fmax"].items():
         log(f"[report] {clk}: Fmax {v['achieved_mhz']:.2f} MHz (target "

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import re
 from pathlib import Path
 
@@ -202,7 +203,7 @@ def cycles_per_token(bundle, bench=None, activity=None, bench_dir=BENCH_DIR) -> 
 
 def make_report(*, bundle, board, device, fit, pnr: dict | None, clock: dict, stages: dict,
                 bench=None, baud: int, out_dir, tools: dict, bitstream,
-                activity=None) -> dict:
+                activity=None, routed=None) -> dict:
     fam = device.family
     rows = []
     util = (pnr or {}).get("utilization", {})
@@ -242,6 +243,8 @@ def make_report(*, bundle, board, device, fit, pnr: dict | None, clock: dict, st
             "uart_baud": baud, "uart_bound_tokens_per_s": link_tps,
         },
         "stages_s": stages, "tools": tools,
+        "nextpnr_seed": (routed or {}).get("seed"),
+        "stopped_routes": (routed or {}).get("stopped", []),
         "bitstream": str(bitstream) if bitstream else None,
     }
     return report
@@ -260,10 +263,18 @@ def _limit_text(report) -> str:
             f"({share:.0%} routing); through {', '.join(where) or '?'}")
 
 
+def _write(path: Path, text: str) -> None:
+    """Whole or not at all: a report is read by scripts while a later build may overwrite
+    it."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def write_report(report: dict, out_dir) -> tuple[Path, Path]:
     out_dir = Path(out_dir)
     jpath = out_dir / "report.json"
-    jpath.write_text(json.dumps(report, indent=2, default=str))
+    _write(jpath, json.dumps(report, indent=2, default=str))
     r = report
     t = r["throughput"]
     lines = [f"# Build report: {r['board']} {r['device']}", "",
@@ -306,7 +317,10 @@ def write_report(report: dict, out_dir) -> tuple[Path, Path]:
               "", "## Build stages", ""]
     for stage, secs in r["stages_s"].items():
         lines.append(f"- {stage}: {secs:.1f} s")
+    if r.get("nextpnr_seed") is not None:
+        lines.append(f"- nextpnr seed: {r['nextpnr_seed']}")
+    lines += [f"- stopped, {why}" for why in r.get("stopped_routes", [])]
     lines += ["", f"Bitstream: `{r['bitstream']}`", ""]
     mpath = out_dir / "report.md"
-    mpath.write_text("\n".join(lines))
+    _write(mpath, "\n".join(lines))
     return jpath, mpath

@@ -23,7 +23,17 @@ def divisor_for(clk_hz: float, baud: int) -> int:
     return divisor
 
 
-class UARTRx(wiring.Component):
+class _Serial(wiring.Component):
+    """What the receiver and the transmitter share: the bit time, in clock cycles."""
+
+    def __init__(self, divisor: int):
+        if not isinstance(divisor, int) or divisor < 4:
+            raise ValueError(f"divisor must be an int >= 4, got {divisor!r}")
+        self.divisor = divisor
+        super().__init__()
+
+
+class UARTRx(_Serial):
     """UART receiver: 8 data bits, no parity, 1 stop bit, LSB first.
 
     The line goes through a 2-FF synchronizer; a start bit is confirmed at its middle and
@@ -45,12 +55,6 @@ class UARTRx(wiring.Component):
     rx: In(1, init=1)
     o_stream: Out(stream.Signature(8))
     o_error: Out(1)
-
-    def __init__(self, divisor: int):
-        if not isinstance(divisor, int) or divisor < 4:
-            raise ValueError(f"divisor must be an int >= 4, got {divisor!r}")
-        self.divisor = divisor
-        super().__init__()
 
     def elaborate(self, platform):
         m = Module()
@@ -96,7 +100,7 @@ class UARTRx(wiring.Component):
         return m
 
 
-class UARTTx(wiring.Component):
+class UARTTx(_Serial):
     """UART transmitter: 8N1, LSB first; takes a byte when idle.
 
     Parameters
@@ -111,12 +115,6 @@ class UARTTx(wiring.Component):
 
     i_stream: In(stream.Signature(8))
     tx: Out(1, init=1)
-
-    def __init__(self, divisor: int):
-        if not isinstance(divisor, int) or divisor < 4:
-            raise ValueError(f"divisor must be an int >= 4, got {divisor!r}")
-        self.divisor = divisor
-        super().__init__()
 
     def elaborate(self, platform):
         m = Module()

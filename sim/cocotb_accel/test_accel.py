@@ -15,7 +15,7 @@ import time
 import cocotb
 import numpy as np
 from cocotb.clock import Clock
-from cocotb.triggers import FallingEdge, First, ReadOnly, RisingEdge, Timer
+from cocotb.triggers import FallingEdge, First, RisingEdge, Timer
 from cocotb.utils import get_sim_time
 
 from hw.bundle import load_bundle
@@ -32,13 +32,7 @@ from hw.core import (
 )
 from sim.cocotb_accel.layouts import pack, unpack
 from sim.cocotb_accel.scenario import expand
-
-
-def flag(sig) -> bool:
-    """A handshake bit; X/Z reads as 0. (Icarus does not evaluate Yosys' ``always @*``
-    blocks at time 0 until an input changes, so idle outputs can read X until then.)"""
-    v = sig.value
-    return v.is_resolvable and bool(int(v))
+from sim.cocotb_accel.streams import flag, offer, release
 
 
 class Driver:
@@ -54,20 +48,10 @@ class Driver:
         """Run-time weight load through w_stream (then a RESET copies the new biases)."""
         dut, layout = self.dut, wwrite_layout()
         for mem, bank, addr, word in self.writes:
-            while self.gap and self.rng.random() < self.gap:
-                await FallingEdge(dut.clk)
-                dut.w_stream__valid.value = 0
-            await FallingEdge(dut.clk)
-            dut.w_stream__payload.value = pack(layout, {"mem": mem, "bank": bank,
-                                                        "addr": addr, "data": word})
-            dut.w_stream__valid.value = 1
-            while True:
-                await ReadOnly()
-                if flag(dut.w_stream__ready):
-                    break
-                await FallingEdge(dut.clk)
-        await FallingEdge(dut.clk)
-        dut.w_stream__valid.value = 0
+            await offer(dut, "w_stream", pack(layout, {"mem": mem, "bank": bank,
+                                                       "addr": addr, "data": word}),
+                        gap=self.gap, rng=self.rng)
+        await release(dut, "w_stream")
 
     def commands(self):
         for s in self.steps:
@@ -86,19 +70,8 @@ class Driver:
             await self.load_weights()
             self.steps = [("reset",)] + list(self.steps)
         for cmd in self.commands():
-            while self.gap and self.rng.random() < self.gap:
-                await FallingEdge(dut.clk)
-                dut.i_stream__valid.value = 0
-            await FallingEdge(dut.clk)
-            dut.i_stream__payload.value = pack(self.layout, cmd)
-            dut.i_stream__valid.value = 1
-            while True:
-                await ReadOnly()
-                if flag(dut.i_stream__ready):
-                    break
-                await FallingEdge(dut.clk)
-        await FallingEdge(dut.clk)
-        dut.i_stream__valid.value = 0
+            await offer(dut, "i_stream", pack(self.layout, cmd), gap=self.gap, rng=self.rng)
+        await release(dut, "i_stream")
         self.done = True
 
 

@@ -24,20 +24,15 @@ import time
 
 import cocotb
 from cocotb.clock import Clock
-from cocotb.triggers import FallingEdge, First, ReadOnly, RisingEdge, Timer
+from cocotb.triggers import FallingEdge, First, RisingEdge, Timer
 from cocotb.utils import get_sim_time
 
 from hw.bundle import load_bundle
 from hw.core import Op, in_cmd_layout, out_word_layout
 from sim.cocotb_accel.layouts import pack, unpack
+from sim.cocotb_accel.streams import flag, offer, release
 
 PERIOD_NS = 10
-
-
-def flag(sig) -> bool:
-    """A handshake bit; X/Z reads as 0 (Icarus leaves idle outputs X until an input moves)."""
-    v = sig.value
-    return v.is_resolvable and bool(int(v))
 
 
 def _out_path() -> str | None:
@@ -64,17 +59,8 @@ class Host:
         return int(get_sim_time(unit="ns")) // PERIOD_NS
 
     async def send(self, cmd: dict) -> None:
-        dut = self.dut
-        await FallingEdge(dut.clk)
-        dut.i_stream__payload.value = pack(self.cmd_l, cmd)
-        dut.i_stream__valid.value = 1
-        while True:
-            await ReadOnly()
-            if flag(dut.i_stream__ready):
-                break
-            await FallingEdge(dut.clk)
-        await FallingEdge(dut.clk)                      # accepted at the rising edge
-        dut.i_stream__valid.value = 0
+        await offer(self.dut, "i_stream", pack(self.cmd_l, cmd))
+        await release(self.dut, "i_stream")
 
     async def read_word(self) -> dict:
         """The next o_stream word (valid sampled at a falling edge; ready is held at 1, so

@@ -1,0 +1,118 @@
+"""hw.build.pnr: the router2 watchdog stops a diverging or stalled route and retries with
+the next seed; it leaves converging routes alone. nextpnr is played by a small script that
+writes router2's iteration lines to its --log."""
+
+import sys
+import textwrap
+
+import pytest
+
+from hw.build.pnr import run_place_and_route, verdict
+
+
+def _history(values, first=1):
+    return [(first + k, v) for k, v in enumerate(values)]
+
+
+def _first_stop(values, **kw):
+    """The iteration at which the watchdog stops this route, or None."""
+    hist = _history(values)
+    for n in range(1, len(hist) + 1):
+        if verdict(hist[:n], **kw):
+            return hist[n - 1][0]
+    return None
+
+
+def test_a_converging_route_runs_to_the_end():
+    # the shape of the default build at 39523fd (seed 1): fast fall, a long tail of a few
+    # overused wires with spikes, done at iteration 133
+    values = ([50_000 // (k + 1) for k in range(40)] + [131, 90, 60, 47, 50] * 4
+              + [37, 18, 44, 48, 21, 23, 5, 5, 5, 50, 5, 5] * 6 + [3, 2, 1, 0])
+    assert _first_stop(values) is None
+
+
+def test_a_diverging_route_is_stopped_after_a_sustained_rise():
+    # seed 1 at 6654c1b: down to 12 by iteration 86, then back up past 1 600
+    values = [40_000 // (k + 1) for k in range(86)] + [12] + [20 + 12 * k for k in range(120)]
+    stop = _first_stop(values)
+    assert stop is not None and 100 < stop < 120
+    why = verdict(_history(values[:stop]))
+    assert "diverging" in why and "iteration 87" in why
+
+
+def test_one_spike_is_not_divergence():
+    values = [10_000 // (k + 1) for k in range(70)] + [5_000] * 5 + [100] * 20
+    assert _first_stop(values) is None
+
+
+def test_a_stalled_route_is_stopped():
+    values = [9_000 // (k + 1) for k in range(30)] + [300] * 200
+    stop = _first_stop(values)
+    assert stop == 30 + 150
+    assert "stalled" in verdict(_history(values[:stop]))
+
+
+def test_nothing_is_judged_before_the_start_iteration():
+    assert verdict(_history([10, 5_000, 6_000, 7_000] * 10)) is None   # 40 iterations
+
+
+FAKE_NEXTPNR = textwrap.dedent("""
+    import sys, time
+    argv = sys.argv[1:]
+    seed = int(argv[argv.index("--seed") + 1])
+    log = open(argv[argv.index("--log") + 1], "w")
+    diverging = seed in {diverging}
+    for it in range(1, 200):
+        over = (20 + 50 * it) if diverging and it > 30 else max(0, 3000 // it - 30)
+        log.write(f"Info:     iter={{it}} wires=1000 overused={{over}} overuse={{over}}\\n")
+        log.flush()
+        if over == 0:
+            print("Routing complete."); sys.exit({exit_code})
+        time.sleep(0.002)
+    time.sleep(60)                               # a diverging route never ends by itself
+""")
+
+
+def _fake(tmp_path, diverging=(), exit_code=0):
+    script = tmp_path / "fake_nextpnr.py"
+    script.write_text(FAKE_NEXTPNR.format(diverging=set(diverging) or "set()",
+                                          exit_code=exit_code))
+    return [sys.executable, str(script), "--seed", "1", "--log", "top.tim", "--json", "x"]
+
+
+def _run(tmp_path, argv, tries=3):
+    notes = []
+    res = run_place_and_route(argv, tmp_path, None, "place_and_route.log", tries=tries,
+                              log=notes.append, poll_s=0.02, progress_s=0.0)
+    return res, notes
+
+
+def test_diverging_seed_is_retried_with_the_next(tmp_path):
+    res, notes = _run(tmp_path, _fake(tmp_path, diverging={1}))
+    assert res["seed"] == 2 and len(res["stopped"]) == 1
+    assert res["stopped"][0].startswith("seed 1: router2 is diverging")
+    assert any("trying seed 2" in n for n in notes)
+    assert (tmp_path / "top.tim.seed1").exists()        # the stopped run's log is kept
+    assert "overused=0" in (tmp_path / "top.tim").read_text()
+    assert "Routing complete." in (tmp_path / "place_and_route.log").read_text()
+
+
+def test_a_route_that_converges_is_not_touched(tmp_path):
+    res, notes = _run(tmp_path, _fake(tmp_path))
+    assert res == {"seed": 1, "stopped": []}
+    assert not any("stopped" in n for n in notes)
+    assert not list(tmp_path.glob("top.tim.seed*"))
+
+
+def test_no_seed_routes_is_a_clear_error(tmp_path):
+    with pytest.raises(RuntimeError) as exc:
+        _run(tmp_path, _fake(tmp_path, diverging={1, 2}), tries=2)
+    msg = str(exc.value)
+    assert "no routing in 2 attempts" in msg and "seed 1:" in msg and "seed 2:" in msg
+    assert "--seed" in msg and "sparsity" in msg
+    assert (tmp_path / "top.tim.seed1").exists() and (tmp_path / "top.tim.seed2").exists()
+
+
+def test_nextpnr_failure_is_reported_with_its_log(tmp_path):
+    with pytest.raises(RuntimeError, match=r"(?s)exit 3.*Routing complete"):
+        _run(tmp_path, _fake(tmp_path, exit_code=3))
