@@ -41,6 +41,14 @@ def test_malformed_pnr_opts_refused_before_building(capsys, tmp_path):
     assert not (tmp_path / "o").exists()
 
 
+def test_pnr_tries_must_be_positive(capsys, tmp_path):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["--board", "ulx3s", "--out", str(tmp_path / "o"), "--pnr-tries", "0"])
+    assert exc.value.code == 2
+    assert "--pnr-tries must be >= 1" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()                # refused before anything is built
+
+
 def test_missing_bundle_is_a_clear_error(tmp_path, capsys):
     rc = cli.main(["--board", "ulx3s", "--bundle", str(tmp_path / "none"),
                    "--out", str(tmp_path / "out")])
