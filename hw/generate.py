@@ -22,37 +22,18 @@ __all__ = ["generate", "main", "resource_summary"]
 DEFAULT_BUNDLE = "models/default"
 
 
-def resource_summary(params) -> dict:
-    """Memories (count, depth x width) and multipliers of the generated core."""
-    f, P = params.fmt, params.banks
-    mems: list[tuple[str, int, int, int]] = []      # (kind, count, depth, width)
-    mults = 0
-    for lp in params.layers:
-        k, U = lp.index, max(2, lp.units)
-        for mt in (lp.w, lp.r):
-            mems.append((f"{mt.name}.ptr", P, mt.ptr_depth, mt.ptr_width))
-            mems.append((f"{mt.name}.ent", P, mt.ent_depth, mt.ent_bits))
-        # the accumulators: all six slots of a lane in one memory (a block RAM)
-        mems += [(f"l{k}.acc", P, 6 << lp.ubits, f.acc_bits),
-                 (f"l{k}.bias", P, 6 << lp.ubits, f.acc_bits),
-                 (f"l{k}.c", P, U, f.state_bits), (f"l{k}.theta", P, U, f.state_bits),
-                 (f"l{k}.sigmoid", P, f.table_size, f.gate_bits),
-                 (f"l{k}.tanh", P, f.table_size, f.state_bits),
-                 (f"l{k}.events", 1, U, lp.ubits + P + P * f.state_bits)]
-        mults += 3 * P
-    if params.readout is not None:
-        ro = params.readout
-        mems += [("dec.w.ptr", P, ro.w.ptr_depth, ro.w.ptr_width),
-                 ("dec.w.ent", P, ro.w.ent_depth, ro.w.ent_bits),
-                 ("dec.acc", P, max(2, 1 << ro.ubits), f.acc_bits),
-                 ("dec.bias", P, max(2, 1 << ro.ubits), f.acc_bits)]
-        mults += P
-    mems.append(("input_fifo", 1, params.fifo_depth - 1, 16 + f.state_bits))
-    total_bits = sum(c * d * w for _, c, d, w in mems)
-    return {"banks": P, "layers": [lp.hidden for lp in params.layers],
-            "memories": [{"name": n, "count": c, "depth": d, "width": w}
-                         for n, c, d, w in mems],
-            "memory_count": sum(c for _, c, _, _ in mems), "memory_bits": total_bits,
+def resource_summary(bundle, params) -> dict:
+    """Memories and multipliers of the generated core. The memory list is the fit check's
+    (`hw.build.fit.memories`), without the board top's own: one list, so the two cannot
+    drift apart. ``count`` is copies: banks, or read ports where a memory has two."""
+    from hw.build.fit import memories
+    mems = [m for m in memories(bundle)[0] if m.part == "core"]
+    mults = params.banks * (3 * len(params.layers) + (params.readout is not None))
+    return {"banks": params.banks, "layers": [lp.hidden for lp in params.layers],
+            "memories": [{"name": m.name, "count": m.count, "depth": m.depth,
+                          "width": m.width} for m in mems],
+            "memory_count": sum(m.count for m in mems),
+            "memory_bits": sum(m.count * m.depth * m.width for m in mems),
             "multipliers": mults}
 
 
@@ -118,7 +99,7 @@ def generate(bundle, out_dir, *, trace: bool = False, name: str = "top") -> dict
     (out / "memory_map.json").write_text(json.dumps(
         [{"mem": mid, "name": n, "bank": b, "depth": d, "width": w}
          for mid, n, b, d, w in mmap], indent=1) + "\n")
-    summary = resource_summary(params)
+    summary = resource_summary(bundle, params)
     summary.update(top=name, trace=trace, acc_bits=params.fmt.acc_bits,
                    state_bits=params.fmt.state_bits)
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")

@@ -13,6 +13,9 @@ def test_generate_writes_outputs(tmp_path, capsys):
     v = (tmp_path / "out" / "top.v").read_text()
     assert "module top(" in v and "i_stream__payload" in v and "w_stream__payload" in v
     assert s["multipliers"] == 3 * 2 + 2
+    names = {m["name"] for m in s["memories"]}      # the fit check's list, core part only
+    assert {"l0.w.ptr", "l0.r.ent", "l0.acc", "l0.beats", "dec.acc", "input_fifo"} <= names
+    assert "uart_rx_buffer" not in names and "logit_buffer" not in names
     mm = json.loads((tmp_path / "out" / "memory_map.json").read_text())
     assert (tmp_path / "out" / "mem" / f"{mm[0]['name']}.b0.hex").is_file()
     assert main(["--bundle", str(path), "--out", str(tmp_path / "out2")]) == 0

@@ -48,6 +48,7 @@ class Memory:
     read_ports: int = 1   # each read port is one copy (one write + one read per copy)
     block: bool = False   # forced into block RAM (the RTL sets ram_style = "block")
     lut: bool = False     # forced into LUT RAM where the device has it ("distributed")
+    part: str = "core"    # "core": in hw.core.Accelerator; "board": the UART top's own
 
 
 def brams_for(depth: int, width: int, shapes) -> int:
@@ -174,8 +175,9 @@ class FitReport:
                 "notes": self.notes}
 
 
-def _memories(bundle, *, max_payload: int):
-    """Memories of the generated design (per-bank ones with count = P)."""
+def memories(bundle, *, max_payload: int = protocol.MAX_PAYLOAD):
+    """Memories of the generated design (per-bank ones with count = P), and notes on
+    where their sizes come from. Also `hw.generate`'s resource summary (the core's part)."""
     fmt = bundle.format
     P = int(bundle.banks)
     ab, sb = fmt.acc_bits, fmt.state_bits
@@ -234,9 +236,10 @@ def _memories(bundle, *, max_payload: int):
         mems.append(Memory("dec.acc", P, 1 << _bits(ro_rows), ab, "accumulators"))
         mems.append(Memory("dec.bias", P, 1 << _bits(ro_rows), ab, "accumulators", lut=True))
     mems.append(Memory("input_fifo", 1, fifo, 16 + sb + 2, "io"))
-    mems.append(Memory("uart_rx_buffer", 1, max_payload, 8, "io"))
+    mems.append(Memory("uart_rx_buffer", 1, max_payload, 8, "io", part="board"))
     if bundle.vocab_size:
-        mems.append(Memory("logit_buffer", 1, bundle.vocab_size, 8 * ((ab + 7) // 8), "io"))
+        mems.append(Memory("logit_buffer", 1, bundle.vocab_size, 8 * ((ab + 7) // 8), "io",
+                           part="board"))
     return mems, notes
 
 
@@ -249,7 +252,7 @@ def estimate(bundle, board: str, device_name: str, *,
     P = int(bundle.banks)
     L = bundle.num_layers
     ab, sb, wb = fmt.acc_bits, fmt.state_bits, fmt.weight_bits
-    mems, notes = _memories(bundle, max_payload=max_payload)
+    mems, notes = memories(bundle, max_payload=max_payload)
 
     bram, ram_luts, by_group = 0, 0, {}
     for mem in mems:
