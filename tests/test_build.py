@@ -130,7 +130,7 @@ needs_tools = pytest.mark.skipif(
 
 @pytest.mark.slow
 @needs_tools
-def test_small_configuration_to_bitstream(tmp_path):
+def test_small_configuration_to_bitstream(tmp_path, capsys):
     """A tiny model (H=6, V=8, P=1) with the real core: bitstream, report, Fmax."""
     from sim.random_bundle import random_bundle
     path = random_bundle(tmp_path / "b", layers=1, hidden=6, vocab=8, banks=1,
@@ -150,6 +150,9 @@ def test_small_configuration_to_bitstream(tmp_path):
     assert set(report["stages_s"]) >= {"generate", "synthesize", "place and route", "pack"}
     assert data["nextpnr_seed"] == 2 and data["stopped_routes"] == []   # routed at once
     assert "nextpnr seed: 2" in md
+    if data["timing_met"] is False:          # a clock to rebuild with, with a margin
+        fmax = min(v["achieved_mhz"] for v in data["fmax"].values())
+        assert f"Rebuild with --clock {int(0.92 * fmax)} " in capsys.readouterr().out
 
 
 def test_nextpnr_report_late_blocks(tmp_path):
