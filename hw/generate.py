@@ -27,7 +27,7 @@ def resource_summary(bundle, params) -> dict:
     (`hw.build.fit.memories`), without the board top's own: one list, so the two cannot
     drift apart. ``count`` is copies: banks, or read ports where a memory has two."""
     from hw.build.fit import memories
-    mems = [m for m in memories(bundle)[0] if m.part == "core"]
+    mems = [m for m in memories(bundle, params=params)[0] if m.part == "core"]
     mults = params.banks * (3 * len(params.layers) + (params.readout is not None))
     return {"banks": params.banks, "layers": [lp.hidden for lp in params.layers],
             "memories": [{"name": m.name, "count": m.count, "depth": m.depth,

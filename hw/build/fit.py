@@ -4,8 +4,8 @@ The estimate follows the core's structure (docs/build.md, "Fit check"), per laye
 weight pointer and entry memories for W and R (sized from the bundle's non-zero counts, not
 its dense shapes), one block RAM for the six accumulator slots and one LUT RAM for the six
 bias slots (``6 << bits(U)`` words, U = ceil(H/P)), the pointwise lane's state, threshold
-and two table memories, the event beat memories; the readout's pointer/entry/accumulator/bias memories per bank; the UART
-receive buffer and the logit buffer. Each memory becomes block RAMs in the cheapest aspect
+and two table memories, the event beat memories; the readout's pointer, entry,
+accumulator and bias memories per bank; the UART receive buffer and the logit buffer. Each memory becomes block RAMs in the cheapest aspect
 ratio, or distributed RAM when Yosys would choose it (its cost model: one 16x4
 TRELLIS_DPR16X4 costs 4, one DP16KD 128, and a synchronous read port's flip-flops about as
 much again, so LUT RAM wins when 8 * ceil(depth/16) * ceil(width/4) < 128 * BRAMs; checked
@@ -175,9 +175,10 @@ class FitReport:
                 "notes": self.notes}
 
 
-def memories(bundle, *, max_payload: int = protocol.MAX_PAYLOAD):
+def memories(bundle, *, params=None, max_payload: int = protocol.MAX_PAYLOAD):
     """Memories of the generated design (per-bank ones with count = P), and notes on
-    where their sizes come from. Also `hw.generate`'s resource summary (the core's part)."""
+    where their sizes come from. Also `hw.generate`'s resource summary (the core's part).
+    ``params``: the bundle's `hw.core.params.CoreParams` when the caller has them."""
     fmt = bundle.format
     P = int(bundle.banks)
     ab, sb = fmt.acc_bits, fmt.state_bits
@@ -185,7 +186,7 @@ def memories(bundle, *, max_payload: int = protocol.MAX_PAYLOAD):
     notes = []
     try:
         from hw.core.params import core_params
-        params = core_params(bundle)
+        params = params or core_params(bundle)
         layers = [(lp.index, lp.hidden, lp.units, lp.w, lp.r) for lp in params.layers]
         ro = params.readout
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import shlex
 import subprocess
@@ -233,7 +234,7 @@ def build(opts: BuildOptions, log=_log) -> dict:
         # against 65), so the suggestion keeps a margin.
         log(f"[report] WARNING: timing not met at {clock['mhz']:.3f} MHz (Fmax "
             f"{fmax:.2f}): this bitstream is not safe to run. Rebuild with --clock "
-            f"{math_floor(0.92 * fmax)} and check that report (or --strict-timing to fail "
+            f"{math.floor(0.92 * fmax)} and check that report (or --strict-timing to fail "
             f"the build)")
 
     if opts.program:
@@ -243,11 +244,6 @@ def build(opts: BuildOptions, log=_log) -> dict:
         log(f"[program] {prog} -b {board.programmer_board} {bit}")
         subprocess.run([prog, "-b", board.programmer_board, str(bit)], check=True)
     return report
-
-
-def math_floor(x: float) -> int:
-    import math
-    return math.floor(x)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -8,11 +8,12 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import re
 from pathlib import Path
 
 import numpy as np
+
+from sw.atomic import atomic_write_text
 
 __all__ = [
     "cycles_per_token",
@@ -263,18 +264,10 @@ def _limit_text(report) -> str:
             f"({share:.0%} routing); through {', '.join(where) or '?'}")
 
 
-def _write(path: Path, text: str) -> None:
-    """Whole or not at all: a report is read by scripts while a later build may overwrite
-    it."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def write_report(report: dict, out_dir) -> tuple[Path, Path]:
     out_dir = Path(out_dir)
     jpath = out_dir / "report.json"
-    _write(jpath, json.dumps(report, indent=2, default=str))
+    atomic_write_text(jpath, json.dumps(report, indent=2, default=str))
     r = report
     t = r["throughput"]
     lines = [f"# Build report: {r['board']} {r['device']}", "",
@@ -322,5 +315,5 @@ def write_report(report: dict, out_dir) -> tuple[Path, Path]:
     lines += [f"- stopped, {why}" for why in r.get("stopped_routes", [])]
     lines += ["", f"Bitstream: `{r['bitstream']}`", ""]
     mpath = out_dir / "report.md"
-    _write(mpath, "\n".join(lines))
+    atomic_write_text(mpath, "\n".join(lines))
     return jpath, mpath

@@ -146,7 +146,6 @@ class EventStore(wiring.Component):
                          ser.hold.eq(self.fwd_hold if name == "fwd" else 0)]
             if name == "rec":
                 m.d.comb += self.rec_busy.eq(ser.busy)
-            if name == "rec":
                 wiring.connect(m, wiring.flipped(self.o_rec), ser.o_stream)
             else:
                 m.submodules.fwd_out = out = SkidBuffer(event_layout(self.state_bits))

@@ -65,9 +65,10 @@ class WriteChain:
     ``add(port, hit, key, addr)`` registers a memory write port and its address decode
     (``hit(bus)`` -> 1 bit, on the incoming hop's payload); ports with the same ``key`` (a
     lane or bank) share one hop. ``addr(bus)``, if given, maps the bus address to the
-    port's (registered with the hop, like the hit); otherwise the port takes its low bits. ``build(m, hops, wr, wr_en, wr_o, wr_o_en)`` checks that
-    ``hops`` (the block's declared `write_hops`) is what it builds and wires the hops in
-    ``key`` order from the block's input to its output. `hops` is the number of registers.
+    port's (registered with the hop, like the hit); otherwise the port takes its low bits.
+    ``build(m, hops, wr, wr_en, wr_o, wr_o_en)`` checks that ``hops`` (the block's declared
+    `write_hops`) is what it builds and wires the hops in ``key`` order from the block's
+    input to its output. `hops` is the number of registers.
     """
 
     def __init__(self, name: str):
