@@ -4,6 +4,7 @@ small configuration built all the way to a bitstream (slow)."""
 import json
 import os
 import shutil
+import sys
 
 import pytest
 
@@ -90,6 +91,25 @@ def test_toolchain_defaults_to_yowasp(monkeypatch):
     assert toolchain.resolve("yosys") == "/opt/my/yosys"
 
 
+def _fake_help(tmp_path, text):
+    script = tmp_path / "fake-nextpnr"
+    script.write_text(f"#!{sys.executable}\nprint({text!r})\n")
+    script.chmod(0o755)
+    return str(script)
+
+
+def test_nextpnr_placers_from_help(tmp_path):
+    """The ECP5 flow uses nextpnr's "static" placer where the nextpnr offers it (0.7+);
+    the list is read from --help, wrapped as nextpnr wraps it."""
+    new = ("  --placer arg        placer algorithm to use; available: sa,\n"
+           "                      heap, static; default: heap\n  --router arg  ...")
+    old = "  --placer arg   placer algorithm to use; available: sa, heap; default: heap"
+    assert toolchain.nextpnr_placers(_fake_help(tmp_path, new)) == ["sa", "heap", "static"]
+    assert toolchain.nextpnr_placers(_fake_help(tmp_path, old)) == ["sa", "heap"]
+    assert toolchain.nextpnr_placers(_fake_help(tmp_path, "no such option")) == []
+    assert toolchain.nextpnr_placers(str(tmp_path / "missing")) == []
+
+
 def test_build_script_commands():
     script = ('#!/bin/sh\nset -e\n: ${YOSYS:=yosys}\n"$YOSYS" -q -l top.rpt top.ys\n'
               '"$NEXTPNR_ECP5" --report nextpnr.json --85k --lpf top.lpf\n'
@@ -150,6 +170,10 @@ def test_small_configuration_to_bitstream(tmp_path, capsys):
     assert set(report["stages_s"]) >= {"generate", "synthesize", "place and route", "pack"}
     assert data["nextpnr_seed"] == 2 and data["stopped_routes"] == []   # routed at once
     assert "nextpnr seed: 2" in md
+    # the ECP5 flow's placer and router (hw.build.flow.ECP5_PLACER / ECP5_ROUTER)
+    assert "--router router2" in data["nextpnr_options"]
+    assert "--placer static" in data["nextpnr_options"]
+    assert "--placer static" in (out / "build_top.sh").read_text()
     if data["timing_met"] is False:          # a clock to rebuild with, with a margin
         fmax = min(v["achieved_mhz"] for v in data["fmax"].values())
         assert f"Rebuild with --clock {int(0.92 * fmax)} " in capsys.readouterr().out
@@ -183,9 +207,29 @@ def test_nextpnr_report_late_blocks(tmp_path):
     assert list(blocks) == ["design.core.readout.argmax", "design.core.layer#.mac#"]
     assert blocks["design.core.layer#.mac#"] == {"block": "design.core.layer#.mac#",
                                                   "endpoints": 3, "late": 2, "worst_ns": 9.5}
+    assert rep["late_from_bram"] == {"endpoints": 0, "late": 0, "worst_ns": 0.0}
     data.pop("detailed_net_timings")
     path.write_text(json.dumps(data))
     assert parse_nextpnr_report(path)["late_blocks"] == []
+    assert parse_nextpnr_report(path)["late_from_bram"] is None
+
+
+def test_nextpnr_report_late_from_bram(tmp_path):
+    """Endpoints whose net is a block RAM's read data (DP16KD DOA/DOB, SB_RAM40_4K RDATA)
+    are counted apart: their path is the RAM's clock-to-out and one net."""
+    from hw.build.report import parse_nextpnr_report
+    nets = [{"net": "q", "driver": "design.core.layer0.streamer.ent0_1.0.0", "port": "DOB3",
+             "endpoints": [{"cell": "a_TRELLIS_FF_Q", "port": "M", "delay": [6.1, 9.25]},
+                           {"cell": "b_TRELLIS_FF_Q", "port": "M", "delay": [5.9, 7.0]}]},
+            {"net": "r", "driver": "ram", "port": "RDATA_4",
+             "endpoints": [{"cell": "c", "port": "I0", "delay": 8.5}]},
+            {"net": "s", "driver": "x_LUT4_Z", "port": "F",                # not a RAM
+             "endpoints": [{"cell": "d", "port": "DI", "delay": 12.0}]}]
+    path = tmp_path / "nextpnr.json"
+    path.write_text(json.dumps({"fmax": {"clk": {"achieved": 80.0, "constraint": 125.0}},
+                                "detailed_net_timings": nets}))
+    assert parse_nextpnr_report(path)["late_from_bram"] == {"endpoints": 3, "late": 2,
+                                                            "worst_ns": 9.25}
 
 
 def test_cycles_per_token_from_bench_or_estimate(tiny, tmp_path):

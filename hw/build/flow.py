@@ -67,6 +67,12 @@ ECP5_AFTER_SYNTH = "abc -dress -lut 4:7\nclean\nsynth_ecp5 -run map_cells:"
 # nextpnr's router1 had not converged on the default model after 20 minutes (some 220k
 # overused arcs); router2 routed it in 17 minutes of place and route.
 ECP5_ROUTER = "router2"
+# nextpnr's electrostatic placer against its default analytic one ("heap") on the shipped
+# model, same netlist and seed (2): 89.81 against 70.61 MHz routed, 2 075 against 5 612
+# endpoints later than 8 ns, 13.5 against 15.5 minutes of place and route (docs/build.md).
+# nextpnr before 0.7 has no "static"; the build then falls back to "heap" and says so.
+ECP5_PLACER = "static"
+ECP5_FALLBACK_PLACER = "heap"
 
 
 def _log(msg):
@@ -177,6 +183,14 @@ def build(opts: BuildOptions, log=_log) -> dict:
         pnr_opts += " --timing-allow-fail"
     if family == "ecp5" and "--router" not in opts.pnr_opts:
         pnr_opts += f" --router {ECP5_ROUTER}"
+    if family == "ecp5" and "--placer" not in opts.pnr_opts:
+        placers = toolchain.nextpnr_placers(tools["nextpnr-ecp5"])
+        placer = ECP5_PLACER if ECP5_PLACER in placers else ECP5_FALLBACK_PLACER
+        if placer != ECP5_PLACER:
+            log(f"[place and route] {tools['nextpnr-ecp5']} has no '{ECP5_PLACER}' placer "
+                f"(placers: {', '.join(placers) or '?'}); using '{placer}', which gives a "
+                f"lower Fmax on large designs (docs/build.md)")
+        pnr_opts += f" --placer {placer}"
     if opts.pnr_opts:
         pnr_opts += " " + opts.pnr_opts
     overrides = {"nextpnr_opts": pnr_opts}
@@ -218,7 +232,7 @@ def build(opts: BuildOptions, log=_log) -> dict:
     report = make_report(bundle=bundle, board=board, device=device, fit=fit, pnr=pnr,
                          clock=clock, stages=stages, bench=opts.bench, baud=baud, out_dir=out,
                          tools=tools, bitstream=bit if bit.exists() else None,
-                         activity=opts.activity, routed=routed)
+                         activity=opts.activity, routed=routed, pnr_options=pnr_opts)
     jpath, mpath = write_report(report, out)
     for clk, v in report["fmax"].items():
         log(f"[report] {clk}: Fmax {v['achieved_mhz']:.2f} MHz (target "

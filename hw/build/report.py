@@ -59,7 +59,44 @@ def parse_nextpnr_report(path) -> dict:
                       if s.get("type") in ("logic", "clk-to-q") and "to" in s][:12],
         })
     return {"utilization": util, "fmax": fmax, "critical_paths": paths,
-            "late_blocks": late_blocks(data)}
+            "late_blocks": late_blocks(data), "late_from_bram": late_from_bram(data)}
+
+
+def _period_ns(data: dict) -> float | None:
+    """The tightest clock period of nextpnr's report, or None without a constraint."""
+    targets = [v.get("constraint") for v in data.get("fmax", {}).values() if v.get("constraint")]
+    return 1e3 / max(targets) if targets else None
+
+
+def _arrival(endpoint: dict) -> float:
+    delay = endpoint.get("delay", 0.0)            # nextpnr 0.7+: [min, max] arrival
+    return float(max(delay) if isinstance(delay, list) else delay)
+
+
+#: read-data ports of block RAMs: the ECP5 DP16KD, the iCE40 SB_RAM40_4K
+BRAM_READ_PORT = re.compile(r"^(DO[AB]\d+|RDATA_\d+)$")
+
+
+def late_from_bram(data: dict) -> dict | None:
+    """Late endpoints whose net comes straight from a block RAM's read data, no logic
+    between (``--detailed-timing-report``). Their whole path is the RAM's clock-to-out and
+    one net: without the DP16KD's output register, which Yosys does not infer, that
+    clock-to-out is most of a 125 MHz period (`bench.bench_ebr`). None without data."""
+    nets = data.get("detailed_net_timings") or []
+    period = _period_ns(data)
+    if not nets or period is None:
+        return None
+    late = total = 0
+    worst = 0.0
+    for net in nets:
+        if not BRAM_READ_PORT.match(str(net.get("port", ""))):
+            continue
+        for ep in net.get("endpoints", []):
+            a = _arrival(ep)
+            total += 1
+            late += a > period
+            worst = max(worst, a)
+    return {"endpoints": total, "late": late, "worst_ns": round(worst, 3)}
 
 
 def late_blocks(data: dict, top: int = 12) -> list:
@@ -69,10 +106,9 @@ def late_blocks(data: dict, top: int = 12) -> list:
     later than the tightest clock period, and the latest arrival. One critical path names
     one net; this names every part of the design that misses the target. [] without data."""
     nets = data.get("detailed_net_timings") or []
-    targets = [v.get("constraint") for v in data.get("fmax", {}).values() if v.get("constraint")]
-    if not nets or not targets:
+    period = _period_ns(data)
+    if not nets or period is None:
         return []
-    period = 1e3 / max(targets)
     blocks = {}
     for net in nets:
         for ep in net.get("endpoints", []):
@@ -81,8 +117,7 @@ def late_blocks(data: dict, top: int = 12) -> list:
             key = re.sub(r"\d+", "#", ".".join(parts[:depth]))
             key = re.sub(r"_(TRELLIS|LUT4|CCU2C|PFUMX|L6MUX|DP16KD|MULT18X18D).*", "", key)
             b = blocks.setdefault(key, {"block": key, "endpoints": 0, "late": 0, "worst_ns": 0.0})
-            delay = ep.get("delay", 0.0)            # nextpnr 0.7+: [min, max] arrival
-            delay = float(max(delay) if isinstance(delay, list) else delay)
+            delay = _arrival(ep)
             b["endpoints"] += 1
             b["late"] += delay > period
             b["worst_ns"] = round(max(b["worst_ns"], delay), 3)
@@ -204,7 +239,7 @@ def cycles_per_token(bundle, bench=None, activity=None, bench_dir=BENCH_DIR) -> 
 
 def make_report(*, bundle, board, device, fit, pnr: dict | None, clock: dict, stages: dict,
                 bench=None, baud: int, out_dir, tools: dict, bitstream,
-                activity=None, routed=None) -> dict:
+                activity=None, routed=None, pnr_options: str | None = None) -> dict:
     fam = device.family
     rows = []
     util = (pnr or {}).get("utilization", {})
@@ -236,6 +271,7 @@ def make_report(*, bundle, board, device, fit, pnr: dict | None, clock: dict, st
         "resources": rows, "fit_estimate": fit.as_dict() if fit else None,
         "critical_paths": (pnr or {}).get("critical_paths", [])[:3],
         "late_blocks": (pnr or {}).get("late_blocks", []),
+        "late_from_bram": (pnr or {}).get("late_from_bram"),
         "cycles_per_token": cyc,
         "throughput": {
             "clock_mhz": run_mhz, "tokens_per_s": tps,
@@ -244,6 +280,7 @@ def make_report(*, bundle, board, device, fit, pnr: dict | None, clock: dict, st
             "uart_baud": baud, "uart_bound_tokens_per_s": link_tps,
         },
         "stages_s": stages, "tools": tools,
+        "nextpnr_options": pnr_options,
         "nextpnr_seed": (routed or {}).get("seed"),
         "stopped_routes": (routed or {}).get("stopped", []),
         "bitstream": str(bitstream) if bitstream else None,
@@ -297,6 +334,13 @@ def write_report(report: dict, out_dir) -> tuple[Path, Path]:
                   "| block | late / endpoints | latest arrival |", "|---|---:|---:|"]
         lines += [f"| `{b['block']}` | {b['late']} / {b['endpoints']} | {b['worst_ns']:.2f} ns |"
                   for b in r["late_blocks"]]
+        bram = r.get("late_from_bram")
+        if bram and bram["late"]:
+            lines += ["", (f"{bram['late']} late endpoints (of {bram['endpoints']} fed by block "
+                           f"RAM read data) take it straight from a block RAM, with no logic "
+                           f"between (latest {bram['worst_ns']:.2f} ns): their paths begin with "
+                           "the RAM's clock-to-out without the output register "
+                           "(`python -m bench.bench_ebr`).")]
     c = r["cycles_per_token"]
     lines += ["", "## Throughput", "",
               f"- cycles per token: {c['cycles_per_token']:.1f} ({c['source']})",
@@ -310,6 +354,8 @@ def write_report(report: dict, out_dir) -> tuple[Path, Path]:
               "", "## Build stages", ""]
     for stage, secs in r["stages_s"].items():
         lines.append(f"- {stage}: {secs:.1f} s")
+    if r.get("nextpnr_options"):
+        lines.append(f"- nextpnr options: `{r['nextpnr_options']}`")
     if r.get("nextpnr_seed") is not None:
         lines.append(f"- nextpnr seed: {r['nextpnr_seed']}")
     lines += [f"- stopped, {why}" for why in r.get("stopped_routes", [])]

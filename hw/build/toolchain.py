@@ -9,12 +9,14 @@ program. YoWASP is the default so that a fresh ``pip install`` builds bitstreams
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-__all__ = ["TOOLS", "ToolError", "programmer", "resolve", "tool_env", "tool_version"]
+__all__ = ["TOOLS", "ToolError", "nextpnr_placers", "programmer", "resolve", "tool_env",
+           "tool_version"]
 
 #: tool -> (environment variable, YoWASP program, PyPI package providing it).
 TOOLS = {
@@ -78,6 +80,19 @@ def tool_version(program: str) -> str:
         return text[0] if text else "?"
     except (OSError, subprocess.SubprocessError) as exc:
         return f"unavailable ({exc})"
+
+
+def nextpnr_placers(program: str) -> list[str]:
+    """The placers ``program`` (a nextpnr) offers, from its ``--help``; [] when unknown."""
+    try:
+        out = subprocess.run([program, "--help"], capture_output=True, text=True,
+                             timeout=120, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    # "--placer arg   placer algorithm to use; available: sa,\n   heap, static; default: heap"
+    text = " ".join((out.stdout + out.stderr).split())
+    found = re.search(r"--placer arg .*?available: ([\w, ]+);", text)
+    return [p.strip() for p in found.group(1).split(",") if p.strip()] if found else []
 
 
 def programmer() -> str | None:

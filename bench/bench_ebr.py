@@ -1,0 +1,136 @@
+"""Block-RAM read timing on the ECP5: the project's memories against the DP16KD's output register.
+
+Every memory of the core is read through `hw.core.ram.SyncRead`, which Yosys maps onto a
+DP16KD in ``REGMODE = NOREG``: the read data leaves the block RAM a full clock-to-out after
+the edge. The primitive has an output register (``OUTREG``, one cycle more latency) whose
+clock-to-out is short, but Yosys does not infer it (its memory mapper has no rule for it,
+YosysHQ/yosys#5814); only an explicit DP16KD instance gets it. This bench places and routes
+three one-memory designs with the same tools and options as ``hw.build`` and prints what
+nextpnr reports for each:
+
+- ``syncread``: `hw.core.ram` + `SyncRead` (1024 x 18) and a register after it, as the core does;
+- ``noreg``: an explicit DP16KD, ``NOREG``, and the same register;
+- ``outreg``: an explicit DP16KD, ``OUTREG``, and the same register.
+
+    python -m bench.bench_ebr [--speed 6] [--json FILE]
+
+Takes about a minute (three small place-and-route runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: python bench/bench_ebr.py
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from amaranth.back import rtlil
+from amaranth.hdl import ClockSignal, Instance, Module, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from hw.build.toolchain import resolve
+from hw.core.ram import SyncRead, ram
+from sw.atomic import atomic_write_text
+
+DEPTH, WIDTH, ABITS = 1024, 18, 10
+
+
+class _Probe(wiring.Component):
+    """One 1024 x 18 memory: a write port, a read port, and a register after the read data."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        super().__init__({"rd_addr": In(ABITS), "wr_addr": In(ABITS), "wr_data": In(WIDTH),
+                          "wr_en": In(1), "q": Out(WIDTH)})
+
+    def elaborate(self, platform):
+        m = Module()
+        data = Signal(WIDTH)
+        if self.kind == "syncread":
+            m.submodules.mem = mem = ram(shape=WIDTH, depth=DEPTH)
+            wp = mem.write_port()
+            rd = SyncRead(m, mem, name="rd")
+            m.d.comb += [wp.addr.eq(self.wr_addr), wp.data.eq(self.wr_data),
+                         wp.en.eq(self.wr_en), rd.addr.eq(self.rd_addr), data.eq(rd.data)]
+        else:
+            # DP16KD in 1K x 18 mode: address bits 4..13 select the word (ADx0..3 unused)
+            ports = {"i_CLKA": ClockSignal("sync"), "i_CLKB": ClockSignal("sync"),
+                     "i_CEA": 1, "i_CEB": 1, "i_OCEA": 1, "i_OCEB": 1,
+                     "i_WEA": self.wr_en, "i_WEB": 0, "i_RSTA": 0, "i_RSTB": 0}
+            for k in range(3):
+                ports[f"i_CSA{k}"] = ports[f"i_CSB{k}"] = 0
+            for k in range(14):
+                ports[f"i_ADA{k}"] = self.wr_addr[k - 4] if k >= 4 else 0
+                ports[f"i_ADB{k}"] = self.rd_addr[k - 4] if k >= 4 else 0
+            for k in range(WIDTH):
+                ports[f"i_DIA{k}"] = self.wr_data[k]
+                ports[f"o_DOB{k}"] = data[k]
+            m.submodules.ram = Instance(
+                "DP16KD", p_DATA_WIDTH_A=WIDTH, p_DATA_WIDTH_B=WIDTH, p_REGMODE_A="NOREG",
+                p_REGMODE_B="OUTREG" if self.kind == "outreg" else "NOREG", **ports)
+        m.d.sync += self.q.eq(data)
+        return m
+
+
+def _critical(log: str) -> dict:
+    """The first step (clock-to-out of the source) and the total of nextpnr's critical path."""
+    block = log.rsplit("Critical path report for clock", 1)[1].split("\n\n", 1)[0]
+    first = re.search(r"clk-to-q\s+([\d.]+)\s+([\d.]+)\s+Source (\S+)", block)
+    total = re.findall(r"(?:setup|logic|routing)\s+[\d.]+\s+([\d.]+)", block)
+    fmax = re.findall(r"Max frequency for clock '[^']+': ([\d.]+) MHz", log)   # last: routed
+    return {"source": first.group(3), "clock_to_out_ns": float(first.group(1)),
+            "path_ns": float(total[-1]) if total else None,
+            "fmax_mhz": float(fmax[-1]) if fmax else None}
+
+
+def measure(kind: str, *, speed: int = 6, workdir: Path) -> dict:
+    top = _Probe(kind)
+    d = workdir / kind
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "top.il").write_text(rtlil.convert(top, name="top"))
+    script = "read_rtlil top.il; synth_ecp5 -top top -json top.json; tee -o stat.txt stat"
+    subprocess.run([resolve("yosys"), "-q", "-p", script], cwd=d, check=True)
+    stat = (d / "stat.txt").read_text()
+    subprocess.run([resolve("nextpnr-ecp5"), "--25k", "--package", "CABGA381", "--speed",
+                    str(speed), "--json", "top.json", "--freq", "125", "--timing-allow-fail",
+                    "--lpf-allow-unconstrained", "--router", "router2", "--seed", "1",
+                    "--log", "pnr.log", "--quiet"], cwd=d, check=True)
+    out = _critical((d / "pnr.log").read_text())
+    cells = re.findall(r"^\s+(\d+)\s+(DP16KD|TRELLIS_FF|LUT4)\s*$", stat, re.MULTILINE)
+    out["cells"] = {name: int(n) for n, name in cells}
+    return out
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(prog="python -m bench.bench_ebr", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--speed", type=int, default=6, choices=(6, 7, 8),
+                   help="ECP5 speed grade (the ULX3S's LFE5U-85F is speed 6)")
+    p.add_argument("--json", type=Path, help="also write the figures to this file")
+    a = p.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="bench_ebr_") as tmp:
+        res = {k: measure(k, speed=a.speed, workdir=Path(tmp))
+               for k in ("syncread", "noreg", "outreg")}
+    print(f"DP16KD read data into a register, LFE5U-25F speed {a.speed} "
+          f"(nextpnr critical path; one placement, seed 1)")
+    print(f"{'design':10} {'clock-to-out':>13} {'path':>8} {'Fmax':>10}  cells")
+    for k, r in res.items():
+        print(f"{k:10} {r['clock_to_out_ns']:10.2f} ns {r['path_ns']:5.2f} ns "
+              f"{r['fmax_mhz']:6.1f} MHz  {r['cells']}")
+    gain = res["syncread"]["clock_to_out_ns"] - res["outreg"]["clock_to_out_ns"]
+    print(f"the output register takes {gain:.2f} ns off every block-RAM read path "
+          f"(of a {1e3 / 125:.1f} ns period at 125 MHz)")
+    if a.json:
+        atomic_write_text(a.json, json.dumps({"speed": a.speed, "designs": res}, indent=2))
+    return res
+
+
+if __name__ == "__main__":
+    main()
