@@ -11,6 +11,7 @@ import pytest
 from hw.build import cli, toolchain
 from hw.build.boards import BOARDS, BoardError, get_board
 from hw.build.flow import BuildOptions, _commands, build, design_for
+from hw.build.report import write_report
 from hw.top.pll import ecp5_pll_settings
 from hw.top.uart import divisor_for
 
@@ -157,7 +158,7 @@ def test_small_configuration_to_bitstream(tmp_path, capsys):
                          sparsity=0.5, seed=4)
     out = tmp_path / "ulx3s-12F"
     report = build(BuildOptions(board="ulx3s", device="12F", bundle=str(path),
-                                out=str(out)), log=print)
+                                out=str(out), pnr_opts="--detailed-timing-report"), log=print)
     assert (out / "top.bit").stat().st_size > 100_000
     data = json.loads((out / "report.json").read_text())
     assert data["fmax"] and data["resources"]
@@ -174,6 +175,16 @@ def test_small_configuration_to_bitstream(tmp_path, capsys):
     assert "--router router2" in data["nextpnr_options"]
     assert "--placer static" in data["nextpnr_options"]
     assert "--placer static" in (out / "build_top.sh").read_text()
+    # every block RAM read of the core ends in a register: nets straight from RAM read data
+    assert data["late_from_bram"]["endpoints"] > 0
+    data["late_blocks"] = data["late_blocks"] or [
+        {"block": "design.core.x", "endpoints": 3, "late": 1, "worst_ns": 9.0}]
+    data["late_from_bram"] = {"endpoints": 5, "late": 2, "worst_ns": 9.5}
+    (tmp_path / "again").mkdir()
+    write_report(data, tmp_path / "again")
+    md = (tmp_path / "again" / "report.md").read_text()
+    assert "Of the 5 endpoints fed straight from a block RAM's read data" in md
+    assert "2 are late (latest 9.50 ns)" in md
     if data["timing_met"] is False:          # a clock to rebuild with, with a margin
         fmax = min(v["achieved_mhz"] for v in data["fmax"].values())
         assert f"Rebuild with --clock {int(0.92 * fmax)} " in capsys.readouterr().out

@@ -294,7 +294,7 @@ def _limit_text(report) -> str:
         return "no critical path reported"
     p = paths[0]
     where = sorted({re.sub(r"[\[$].*", "", c or "").rsplit(".", 1)[0]
-                    for c in p["cells"] if c})[:6]
+                    for c in p["cells"] if c} - {""})[:6]     # ($nextpnr_... cells: no name)
     share = p["routing_ns"] / p["delay_ns"] if p["delay_ns"] else 0
     return (f"{p['delay_ns']:.2f} ns from {p['start']} to {p['end']}: {p['levels']} logic "
             f"levels, {p['logic_ns']:.2f} ns logic + {p['routing_ns']:.2f} ns routing "
@@ -336,10 +336,10 @@ def write_report(report: dict, out_dir) -> tuple[Path, Path]:
                   for b in r["late_blocks"]]
         bram = r.get("late_from_bram")
         if bram and bram["late"]:
-            lines += ["", (f"{bram['late']} late endpoints (of {bram['endpoints']} fed by block "
-                           f"RAM read data) take it straight from a block RAM, with no logic "
-                           f"between (latest {bram['worst_ns']:.2f} ns): their paths begin with "
-                           "the RAM's clock-to-out without the output register "
+            lines += ["", (f"Of the {bram['endpoints']} endpoints fed straight from a block "
+                           f"RAM's read data (no logic between), {bram['late']} are late (latest "
+                           f"{bram['worst_ns']:.2f} ns): such a path begins with the RAM's "
+                           "clock-to-out, its output register unused "
                            "(`python -m bench.bench_ebr`).")]
     c = r["cycles_per_token"]
     lines += ["", "## Throughput", "",
