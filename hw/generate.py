@@ -17,6 +17,8 @@ import re
 import sys
 from pathlib import Path
 
+from sw.atomic import atomic_write_text
+
 __all__ = ["generate", "main", "resource_summary"]
 
 DEFAULT_BUNDLE = "models/default"
@@ -82,7 +84,9 @@ def generate(bundle, out_dir, *, trace: bool = False, name: str = "top") -> dict
     out.mkdir(parents=True, exist_ok=True)
     params = core_params(bundle)
     top = Accelerator(params, trace=trace)
-    (out / f"{name}.v").write_text(icarus_time0_fix(verilog.convert(top, name=name)))
+    # each file atomically: a run stopped midway leaves whole files (old or new), never a
+    # truncated image that a later load or simulation would take for a model
+    atomic_write_text(out / f"{name}.v", icarus_time0_fix(verilog.convert(top, name=name)))
     mem_dir = out / "mem"
     mem_dir.mkdir(exist_ok=True)
     from hw.core.params import memory_words
@@ -95,14 +99,14 @@ def generate(bundle, out_dir, *, trace: bool = False, name: str = "top") -> dict
         digits = -(-width // 4)
         mask = (1 << width) - 1
         lines = [f"{words.get(a, 0) & mask:0{digits}x}\n" for a in range(depth)]
-        (mem_dir / f"{mname}.b{bank}.hex").write_text("".join(lines))
-    (out / "memory_map.json").write_text(json.dumps(
+        atomic_write_text(mem_dir / f"{mname}.b{bank}.hex", "".join(lines))
+    atomic_write_text(out / "memory_map.json", json.dumps(
         [{"mem": mid, "name": n, "bank": b, "depth": d, "width": w}
          for mid, n, b, d, w in mmap], indent=1) + "\n")
     summary = resource_summary(bundle, params)
     summary.update(top=name, trace=trace, acc_bits=params.fmt.acc_bits,
                    state_bits=params.fmt.state_bits)
-    (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=1) + "\n")
     return summary
 
 
