@@ -5,8 +5,8 @@ DP16KD in ``REGMODE = NOREG``: the read data leaves the block RAM a full clock-t
 the edge. The primitive has an output register (``OUTREG``, one cycle more latency) whose
 clock-to-out is short, but Yosys does not infer it (its memory mapper has no rule for it,
 YosysHQ/yosys#5814); only an explicit DP16KD instance gets it. This bench places and routes
-three one-memory designs with the same tools and options as ``hw.build`` and prints what
-nextpnr reports for each:
+three one-memory designs with the build's tools, router and placer and prints what nextpnr
+reports for each:
 
 - ``syncread``: `hw.core.ram` + `SyncRead` (1024 x 18) and a register after it, as the core does;
 - ``noreg``: an explicit DP16KD, ``NOREG``, and the same register;
@@ -14,7 +14,7 @@ nextpnr reports for each:
 
     python -m bench.bench_ebr [--speed 6] [--json FILE]
 
-Takes about a minute (three small place-and-route runs).
+Takes about 15 s (three small place-and-route runs).
 """
 
 from __future__ import annotations
@@ -30,13 +30,14 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: python bench/bench_ebr.py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from amaranth.back import rtlil
 from amaranth.hdl import ClockSignal, Instance, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from hw.build.flow import ECP5_PLACER, ECP5_ROUTER
 from hw.build.toolchain import resolve
 from hw.core.ram import SyncRead, ram
+from sim.yosys_stat import count_cells, yosys_stat
 from sw.atomic import atomic_write_text
 
 DEPTH, WIDTH, ABITS = 1024, 18, 10
@@ -91,20 +92,16 @@ def _critical(log: str) -> dict:
 
 
 def measure(kind: str, *, speed: int = 6, workdir: Path) -> dict:
-    top = _Probe(kind)
     d = workdir / kind
     d.mkdir(parents=True, exist_ok=True)
-    (d / "top.il").write_text(rtlil.convert(top, name="top"))
-    script = "read_rtlil top.il; synth_ecp5 -top top -json top.json; tee -o stat.txt stat"
-    subprocess.run([resolve("yosys"), "-q", "-p", script], cwd=d, check=True)
-    stat = (d / "stat.txt").read_text()
+    stat = yosys_stat(_Probe(kind), "synth_ecp5 -top top -json top.json", d)
     subprocess.run([resolve("nextpnr-ecp5"), "--25k", "--package", "CABGA381", "--speed",
                     str(speed), "--json", "top.json", "--freq", "125", "--timing-allow-fail",
-                    "--lpf-allow-unconstrained", "--router", "router2", "--seed", "1",
-                    "--log", "pnr.log", "--quiet"], cwd=d, check=True)
+                    "--lpf-allow-unconstrained", "--router", ECP5_ROUTER, "--placer",
+                    ECP5_PLACER, "--seed", "1", "--log", "pnr.log", "--quiet"],
+                   cwd=d, check=True)
     out = _critical((d / "pnr.log").read_text())
-    cells = re.findall(r"^\s+(\d+)\s+(DP16KD|TRELLIS_FF|LUT4)\s*$", stat, re.MULTILINE)
-    out["cells"] = {name: int(n) for n, name in cells}
+    out["cells"] = {c: count_cells(stat, c) for c in ("DP16KD", "TRELLIS_FF", "LUT4")}
     return out
 
 
@@ -115,6 +112,8 @@ def main(argv=None) -> dict:
                    help="ECP5 speed grade (the ULX3S's LFE5U-85F is speed 6)")
     p.add_argument("--json", type=Path, help="also write the figures to this file")
     a = p.parse_args(argv)
+    if a.json is not None and a.json.is_dir():
+        p.error(f"--json {a.json} is a folder; name a file, e.g. {a.json / 'ebr.json'}")
     with tempfile.TemporaryDirectory(prefix="bench_ebr_") as tmp:
         res = {k: measure(k, speed=a.speed, workdir=Path(tmp))
                for k in ("syncread", "noreg", "outreg")}
