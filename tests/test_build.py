@@ -174,6 +174,7 @@ def test_small_configuration_to_bitstream(tmp_path, capsys):
     # the ECP5 flow's placer and router (hw.build.flow.ECP5_PLACER / ECP5_ROUTER)
     assert "--router router2" in data["nextpnr_options"]
     assert "--placer static" in data["nextpnr_options"]
+    assert "--seed" not in data["nextpnr_options"]     # the seed that routed is reported apart
     assert "--placer static" in (out / "build_top.sh").read_text()
     # every block RAM read of the core ends in a register: nets straight from RAM read data
     assert data["late_from_bram"]["endpoints"] > 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -232,7 +233,9 @@ def build(opts: BuildOptions, log=_log) -> dict:
     report = make_report(bundle=bundle, board=board, device=device, fit=fit, pnr=pnr,
                          clock=clock, stages=stages, bench=opts.bench, baud=baud, out_dir=out,
                          tools=tools, bitstream=bit if bit.exists() else None,
-                         activity=opts.activity, routed=routed, pnr_options=pnr_opts)
+                         activity=opts.activity, routed=routed,
+                         # the seed varies between runs (hw.build.pnr): the report names it apart
+                         pnr_options=re.sub(r"\s*--seed \d+", "", pnr_opts))
     jpath, mpath = write_report(report, out)
     for clk, v in report["fmax"].items():
         log(f"[report] {clk}: Fmax {v['achieved_mhz']:.2f} MHz (target "

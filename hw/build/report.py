@@ -78,9 +78,9 @@ BRAM_READ_PORT = re.compile(r"^(DO[AB]\d+|RDATA_\d+)$")
 
 
 def late_from_bram(data: dict) -> dict | None:
-    """Late endpoints whose net comes straight from a block RAM's read data, no logic
-    between (``--detailed-timing-report``). Their whole path is the RAM's clock-to-out and
-    one net: without the DP16KD's output register, which Yosys does not infer, that
+    """Endpoints whose net comes straight from a block RAM's read data, no logic between
+    (``--detailed-timing-report``): how many, how many are late, the latest arrival. Such a
+    path is the RAM's clock-to-out and one net: without the DP16KD's output register, which Yosys does not infer, that
     clock-to-out is most of a 125 MHz period (`bench.bench_ebr`). None without data."""
     nets = data.get("detailed_net_timings") or []
     period = _period_ns(data)
