@@ -3,7 +3,7 @@
 import pytest
 from amaranth.back import rtlil
 
-from bench.bench_ebr import _critical, _Probe
+from bench.bench_ebr import KINDS, _critical, _Probe
 
 LOG = """Info: Max frequency for clock '$glbnet$clk': 150.80 MHz (PASS at 125.00 MHz)
 Info: Critical path report for clock '$glbnet$clk' (posedge -> posedge):
@@ -28,12 +28,16 @@ def test_critical_path_of_the_routed_design():
                               "path_ns": 7.23, "fmax_mhz": 138.24}
 
 
-@pytest.mark.parametrize("kind", ["syncread", "noreg", "outreg"])
+def test_the_four_designs():
+    assert KINDS == ("syncread", "noreg", "outreg", "absorbed")
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_probe_designs_elaborate(kind):
-    """syncread goes through hw.core.ram like the core; the others instantiate a DP16KD
-    in the named register mode."""
+    """syncread (and absorbed, which is syncread before hw.build.outreg) goes through
+    hw.core.ram like the core; the others instantiate a DP16KD in the named register mode."""
     text = rtlil.convert(_Probe(kind), name="top")
-    if kind == "syncread":
+    if kind in ("syncread", "absorbed"):
         assert "DP16KD" not in text and "memory" in text
     else:
         assert "DP16KD" in text

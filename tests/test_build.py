@@ -51,6 +51,26 @@ def test_pnr_tries_must_be_positive(capsys, tmp_path):
     assert not (tmp_path / "o").exists()                # refused before anything is built
 
 
+@pytest.mark.parametrize("argv,expected", [([], True), (["--no-bram-outreg"], False)])
+def test_bram_outreg_option(monkeypatch, argv, expected):
+    """The block-RAM output-register stage (hw.build.outreg) is on unless switched off."""
+    seen = {}
+    monkeypatch.setattr(cli, "build", lambda opts: seen.setdefault("opts", opts))
+    assert cli.main(["--board", "ulx3s", *argv]) == 0
+    assert seen["opts"].bram_outreg is expected
+    assert BuildOptions().bram_outreg is True
+
+
+def test_report_line_for_bram_outreg():
+    from hw.build.report import _outreg_text
+    on = {"enabled": True, "read_ports": 179, "absorbed": 144, "flip_flops": 2384,
+          "left": {"read data feeds logic": 17, "register has a set/reset": 18}}
+    assert _outreg_text(on) == (
+        "144 of 179 read ports use the DP16KD's output register (2384 flip-flops absorbed, "
+        "`hw.build.outreg`); left: register has a set/reset: 18, read data feeds logic: 17")
+    assert _outreg_text({"enabled": False}) == "not used (--no-bram-outreg)"
+
+
 def test_missing_bundle_is_a_clear_error(tmp_path, capsys):
     rc = cli.main(["--board", "ulx3s", "--bundle", str(tmp_path / "none"),
                    "--out", str(tmp_path / "out")])
@@ -168,7 +188,15 @@ def test_small_configuration_to_bitstream(tmp_path, capsys):
     assert data["throughput"]["effective_gops_dense_equivalent"] > 0
     md = (out / "report.md").read_text()
     assert "Fmax" in md and "cycles per token" in md
-    assert set(report["stages_s"]) >= {"generate", "synthesize", "place and route", "pack"}
+    assert set(report["stages_s"]) >= {"generate", "synthesize", "bram outreg",
+                                       "place and route", "pack"}
+    # hw.build.outreg ran between synthesis and place and route, and is reported
+    assert list(report["stages_s"]).index("bram outreg") == \
+        list(report["stages_s"]).index("synthesize") + 1
+    outreg = data["bram_outreg"]
+    assert outreg["enabled"] and outreg["read_ports"] >= outreg["absorbed"] > 0
+    assert outreg["flip_flops"] >= outreg["absorbed"]
+    assert "- block-RAM output registers: " in md
     assert data["nextpnr_seed"] == 2 and data["stopped_routes"] == []   # routed at once
     assert "nextpnr seed: 2" in md
     # the ECP5 flow's placer and router (hw.build.flow.ECP5_PLACER / ECP5_ROUTER)

