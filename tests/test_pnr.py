@@ -62,6 +62,10 @@ FAKE_NEXTPNR = textwrap.dedent("""
     seed = int(argv[argv.index("--seed") + 1])
     log = open(argv[argv.index("--log") + 1], "w")
     diverging = seed in {diverging}
+    if seed in {unroutable}:                    # router2 found no path for one arc
+        print("ERROR: Failed to route arc 0.0 of net 'rst_src_rst', from X66/Y3/Q3_SLICE "
+              "to X0/Y0/G_CLKI_TDCC0.")
+        print("0 warnings, 1 error"); sys.exit(1)
     for it in range(1, 200):
         over = (20 + 50 * it) if diverging and it > 30 else max(0, 3000 // it - 30)
         log.write(f"Info:     iter={{it}} wires=1000 overused={{over}} overuse={{over}}\\n")
@@ -73,9 +77,10 @@ FAKE_NEXTPNR = textwrap.dedent("""
 """)
 
 
-def _fake(tmp_path, diverging=(), exit_code=0):
+def _fake(tmp_path, diverging=(), exit_code=0, unroutable=()):
     script = tmp_path / "fake_nextpnr.py"
     script.write_text(FAKE_NEXTPNR.format(diverging=set(diverging) or "set()",
+                                          unroutable=set(unroutable) or "set()",
                                           exit_code=exit_code))
     return [sys.executable, str(script), "--seed", "1", "--log", "top.tim", "--json", "x"]
 
@@ -116,3 +121,20 @@ def test_no_seed_routes_is_a_clear_error(tmp_path):
 def test_nextpnr_failure_is_reported_with_its_log(tmp_path):
     with pytest.raises(RuntimeError, match=r"(?s)exit 3.*Routing complete"):
         _run(tmp_path, _fake(tmp_path, exit_code=3))
+
+
+def test_an_arc_that_fails_to_route_is_retried_with_the_next_seed(tmp_path):
+    """A placement that leaves one arc unroutable ("Failed to route arc") is the seed's
+    fault, not the design's: the next seed is tried, and the failed run's output kept."""
+    res, notes = _run(tmp_path, _fake(tmp_path, unroutable={1}))
+    assert res["seed"] == 2 and len(res["stopped"]) == 1
+    assert res["stopped"][0].startswith(
+        "seed 1: routing failed (Failed to route arc 0.0 of net 'rst_src_rst'")
+    assert any("trying seed 2" in n for n in notes)
+    kept = list(tmp_path.glob("*.seed1"))
+    assert len(kept) == 1
+
+
+def test_unroutable_on_every_seed_is_a_clear_error(tmp_path):
+    with pytest.raises(RuntimeError, match=r"(?s)no routing in 2 attempts.*routing failed"):
+        _run(tmp_path, _fake(tmp_path, unroutable={1, 2}), tries=2)
