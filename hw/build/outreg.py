@@ -16,8 +16,9 @@ loaded at a clock edge where OCEx is high and cleared by RSTx (Lattice TN1264, "
 ECP5-5G Memory Usage Guide", and the DP16KD port list of Yosys's ``cells_bb.v`` and
 nextpnr-ecp5). A fabric TRELLIS_FF whose DI is a read-data bit, on the port's clock,
 enabled by CE and never set or reset, is that register. (Assumed, not tested on silicon:
-OCEx alone enables that register, CEx does not gate it as well; docs/build.md, "The block
-RAMs' output registers".) So a read port is converted when, and only when:
+OCEx alone enables that register, CEx does not gate it as well, as in Lattice's simulation
+model of the ECP3 DP16KC, the DP16KD's predecessor with the same pins; docs/build.md, "The
+block RAMs' output registers".) So a read port is converted when, and only when:
 
 - it is in ``NOREG`` mode, its clock is not inverted (``CLKxMUX``) and its RSTx inputs are
   the constant 0 (with ``OUTREG`` they would clear the register);
