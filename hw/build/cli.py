@@ -53,10 +53,10 @@ def parser() -> argparse.ArgumentParser:
                          "classic-ABC LUT mapping, see docs/build.md)")
     ap.add_argument("--pnr-opts", default="", metavar="OPTS",
                     help="extra nextpnr options, e.g. --pnr-opts=\"--router router2\"")
-    ap.add_argument("--no-bram-outreg", action="store_true",
-                    help="ECP5: keep the registers after block-RAM reads in the fabric instead "
-                         "of moving them into the DP16KDs' output registers "
-                         "(hw.build.outreg; on by default)")
+    ap.add_argument("--bram-outreg", action="store_true",
+                    help="ECP5: move the registers after block-RAM reads into the DP16KDs' "
+                         "output registers (hw.build.outreg; off by default: it did not raise "
+                         "the shipped model's Fmax, docs/build.md)")
     ap.add_argument("--system-tools", action="store_true",
                     help="prefer yosys/nextpnr on PATH over the YoWASP ones")
     ap.add_argument("--stub-core", action="store_true", help=argparse.SUPPRESS)
@@ -85,7 +85,7 @@ def main(argv=None) -> int:
                         activity=args.activity,
                         prefer_system_tools=args.system_tools, stub_core=args.stub_core,
                         synth_opts=args.synth_opts, pnr_opts=args.pnr_opts,
-                        bram_outreg=not args.no_bram_outreg)
+                        bram_outreg=args.bram_outreg)
     try:
         build(opts)
     except FitError as exc:

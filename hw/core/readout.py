@@ -127,12 +127,6 @@ class Readout(wiring.Component):
         # ``row[0]``: a P-way multiplexer by ``bsel`` from lanes spread over the die
         # straight into the output was the default build's critical path (15.5 ns).
         row = [Signal(signed(ab), name=f"row{b}", reset_less=True) for b in range(P)]
-        # The top-1 word waits for the arg-max through a flip-flop: ``busy`` is an OR over
-        # its pipeline, and into the output skid's enables it was a 13.9 ns path. One cycle
-        # late is safe: the last row's push holds it high on entry to TOP, and nothing is
-        # pushed after.
-        amax_busy = Signal()
-        m.d.sync += amax_busy.eq(amax.busy)
         logit = row[0]
         last_in_row = (bsel == P - 1) | (u * P + bsel == V - 1)
 
@@ -186,10 +180,10 @@ class Readout(wiring.Component):
                         m.d.sync += u.eq(u + 1)
                         m.next = "WAIT"
             with m.State("TOP"):
-                m.d.comb += [self.busy.eq(1), self.o_stream.valid.eq(~amax_busy),
+                m.d.comb += [self.busy.eq(1), self.o_stream.valid.eq(~amax.busy),
                              self.o_stream.payload.data.eq(amax.best),
                              self.o_stream.payload.kind.eq(1), self.o_stream.payload.last.eq(1)]
-                with m.If(self.o_stream.ready & ~amax_busy):
+                with m.If(self.o_stream.ready & ~amax.busy):
                     m.next = "DONE"
             with m.State("CLR"):
                 m.d.comb += [ext.eq(1), rd.eq(1), self.busy.eq(1)]

@@ -114,7 +114,7 @@ class CommandEngine(wiring.Component):
         m.submodules.logits = lmem = ram(shape=8 * LB, depth=V)
         lw = lmem.write_port()
         lr = SyncRead(m, lmem, name="logit_rd")
-        lq = Signal(8 * LB, reset_less=True)   # (no reset: it can be the DP16KD's output register)
+        lq = Signal(8 * LB)
         wide = Signal(signed(8 * LB))         # the logit sign-extended to whole bytes
         m.d.comb += [wide.eq(self.c_out.payload.data), lw.addr.eq(k),
                      lw.data.eq(wide.as_unsigned()), lr.addr.eq(k)]

@@ -100,11 +100,8 @@ class RxFramer(wiring.Component):
         wr = buf.write_port()
         rd = SyncRead(m, buf, name="buf_rd")
         # Read data registered once more: a DP16KD's unregistered output is slow (~5 ns).
-        # Without reset, so that the ECP5 build can make it the DP16KD's output register
-        # (`hw.build.outreg`).
-        q = Signal(8, reset_less=True)
-        m.d.comb += [rd.addr.eq(self.rd_addr), self.rd_data.eq(q)]
-        m.d.sync += q.eq(rd.data)
+        m.d.comb += rd.addr.eq(self.rd_addr)
+        m.d.sync += self.rd_data.eq(rd.data)
 
         byte = self.i_stream.payload
         got = self.i_stream.valid
@@ -112,18 +109,14 @@ class RxFramer(wiring.Component):
 
         crc = Signal(16)
         crc_lo = Signal(8)
-        count = Signal(16)                # payload bytes stored so far (the write address)
-        left = Signal(16)                 # payload bytes still to come (no subtraction)
+        count = Signal(16)
         idle = Signal(range(self.timeout_cycles + 1))
         m.d.sync += self.done.eq(0)
         m.d.comb += [wr.addr.eq(count), wr.data.eq(byte)]
 
         # Inter-byte timeout: a partial frame idle for timeout_cycles is abandoned.
-        # ``timed_out`` is ``idle == timeout_cycles`` kept in a flip-flop (it is high in the
-        # cycle after ``idle`` reached timeout_cycles - 1 and was not cleared): the
-        # counter's compare does not reach the frame state in the same cycle.
         timed_out = Signal()
-        m.d.sync += timed_out.eq((idle == self.timeout_cycles - 1) & ~got & ~timed_out)
+        m.d.comb += timed_out.eq(idle == self.timeout_cycles)
         with m.If(got | timed_out):
             m.d.sync += idle.eq(0)
         with m.Else():
@@ -149,7 +142,7 @@ class RxFramer(wiring.Component):
                 with m.If(got):
                     length = Cat(self.length[:8], byte)
                     m.d.sync += [self.length[8:].eq(byte), crc.eq(crc16_next(crc, byte)),
-                                 count.eq(0), left.eq(length)]
+                                 count.eq(0)]
                     with m.If(length > self.max_payload):
                         m.d.sync += [self.done.eq(1),
                                      self.status.eq(protocol.Status.BAD_LENGTH)]
@@ -163,9 +156,8 @@ class RxFramer(wiring.Component):
             with m.State("PAYLOAD"):
                 with m.If(got):
                     m.d.comb += wr.en.eq(self.stored)
-                    m.d.sync += [crc.eq(crc16_next(crc, byte)), count.eq(count + 1),
-                                 left.eq(left - 1)]
-                    with m.If(left == 1):
+                    m.d.sync += [crc.eq(crc16_next(crc, byte)), count.eq(count + 1)]
+                    with m.If(count == self.length - 1):
                         m.next = "CRC0"
                 with m.Elif(timed_out):
                     m.next = "HUNT"

@@ -6,7 +6,6 @@ from amaranth.lib.cdc import ResetSynchronizer
 from amaranth.lib.wiring import In, Out
 
 from .. import protocol
-from ..core.skid import SkidBuffer
 from ..core.target import on_ecp5
 from .engine import CommandEngine
 from .framing import RxFramer, TxFramer
@@ -79,20 +78,9 @@ class UartTop(wiring.Component):
         wiring.connect(m, producer=eng.tx, consumer=txf.i_stream)
         wiring.connect(m, producer=txf.o_stream, consumer=tx.i_stream)
 
-        # Commands, weight writes and result words cross between the engine and the core
-        # through a `SkidBuffer` on the engine's side (the core registers its own side): on
-        # the 85F the core spans the die, and the engine's state decoded into the core's
-        # output enables (``ready``), or into its step start (through the write stream's
-        # ``valid``), were among the latest paths.
-        m.submodules.cmd_skid = cmd_skid = SkidBuffer(core.i_stream.payload.shape())
-        m.submodules.out_skid = out_skid = SkidBuffer(core.o_stream.payload.shape())
-        m.submodules.write_skid = write_skid = SkidBuffer(core.w_stream.payload.shape())
-        wiring.connect(m, producer=eng.c_cmd, consumer=cmd_skid.i)
-        wiring.connect(m, producer=cmd_skid.o, consumer=core.i_stream)
-        wiring.connect(m, producer=core.o_stream, consumer=out_skid.i)
-        wiring.connect(m, producer=out_skid.o, consumer=eng.c_out)
-        wiring.connect(m, producer=eng.c_write, consumer=write_skid.i)
-        wiring.connect(m, producer=write_skid.o, consumer=core.w_stream)
+        wiring.connect(m, producer=eng.c_cmd, consumer=core.i_stream)
+        wiring.connect(m, producer=core.o_stream, consumer=eng.c_out)
+        wiring.connect(m, producer=eng.c_write, consumer=core.w_stream)
         m.d.comb += [core.emit_logits.eq(eng.c_emit),
                      eng.c_counters.eq(core.counters)]
         return m
