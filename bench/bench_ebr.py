@@ -105,17 +105,23 @@ def _cell_counts(netlist: Path) -> dict:
     return {c: sum(1 for x in cells if x["type"] == c) for c in ("DP16KD", "TRELLIS_FF", "LUT4")}
 
 
+def place_and_route(d: Path, *, speed: int = 6) -> dict:
+    """nextpnr on ``d/top.json`` (an LFE5U-25F, 125 MHz, the build's router and placer,
+    seed 1); its routed critical path (`_critical`)."""
+    subprocess.run([resolve("nextpnr-ecp5"), "--25k", "--package", "CABGA381", "--speed",
+                    str(speed), "--json", "top.json", "--freq", "125", "--timing-allow-fail",
+                    "--lpf-allow-unconstrained", "--router", ECP5_ROUTER, "--placer",
+                    ECP5_PLACER, "--seed", "1", "--log", "pnr.log", "--quiet"],
+                   cwd=d, check=True, capture_output=True, text=True)
+    return _critical((d / "pnr.log").read_text())
+
+
 def measure(kind: str, *, speed: int = 6, workdir: Path) -> dict:
     d = workdir / kind
     d.mkdir(parents=True, exist_ok=True)
     yosys_stat(_Probe(kind), "synth_ecp5 -top top -json top.json", d)
     absorbed = absorb_file(d / "top.json") if kind == "absorbed" else None
-    subprocess.run([resolve("nextpnr-ecp5"), "--25k", "--package", "CABGA381", "--speed",
-                    str(speed), "--json", "top.json", "--freq", "125", "--timing-allow-fail",
-                    "--lpf-allow-unconstrained", "--router", ECP5_ROUTER, "--placer",
-                    ECP5_PLACER, "--seed", "1", "--log", "pnr.log", "--quiet"],
-                   cwd=d, check=True)
-    out = _critical((d / "pnr.log").read_text())
+    out = place_and_route(d, speed=speed)
     out["cells"] = _cell_counts(d / "top.json")
     if absorbed is not None:
         out["outreg"] = absorbed.as_dict()

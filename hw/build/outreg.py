@@ -53,7 +53,7 @@ from pathlib import Path
 
 from sw.atomic import atomic_write_text
 
-__all__ = ["OutregResult", "absorb_file", "absorb_output_registers", "main"]
+__all__ = ["OutregResult", "absorb_file", "absorb_output_registers", "left_text", "main"]
 
 # Why a read port is left alone (the keys of OutregResult.left).
 ALREADY = "already OUTREG"
@@ -75,6 +75,12 @@ KEPT = "register marked keep"
 _CONSTANTS = ("0", "1", "x", "z")
 
 
+def left_text(left: dict) -> str:
+    """The reasons ports were left, most frequent first: ``"reason: n, ..."`` (or "none")."""
+    return ", ".join(f"{why}: {n}" for why, n in sorted(
+        left.items(), key=lambda kv: (-kv[1], kv[0]))) or "none"
+
+
 @dataclasses.dataclass
 class OutregResult:
     """What the pass did: read ports seen, converted, flip-flops removed, reasons left."""
@@ -85,10 +91,8 @@ class OutregResult:
     left: Counter = dataclasses.field(default_factory=Counter)
 
     def summary(self) -> str:
-        left = ", ".join(f"{why}: {n}" for why, n in sorted(
-            self.left.items(), key=lambda kv: (-kv[1], kv[0]))) or "none"
         return (f"absorbed {self.absorbed} of {self.read_ports} block-RAM read ports "
-                f"({self.flip_flops} flip-flops); left: {left}")
+                f"({self.flip_flops} flip-flops); left: {left_text(self.left)}")
 
     def as_dict(self) -> dict:
         return {"read_ports": self.read_ports, "absorbed": self.absorbed,

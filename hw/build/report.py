@@ -307,10 +307,11 @@ def _limit_text(report) -> str:
 def _outreg_text(o: dict) -> str:
     if not o.get("enabled"):
         return "not used (--bram-outreg turns it on)"
-    left = ", ".join(f"{why}: {n}" for why, n in sorted(
-        o["left"].items(), key=lambda kv: (-kv[1], kv[0]))) or "none"
+    from .outreg import left_text
+
     return (f"{o['absorbed']} of {o['read_ports']} read ports use the DP16KD's output "
-            f"register ({o['flip_flops']} flip-flops absorbed, `hw.build.outreg`); left: {left}")
+            f"register ({o['flip_flops']} flip-flops absorbed, `hw.build.outreg`); "
+            f"left: {left_text(o['left'])}")
 
 
 def write_report(report: dict, out_dir) -> tuple[Path, Path]:
