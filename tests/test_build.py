@@ -3,6 +3,7 @@ small configuration built all the way to a bitstream (slow)."""
 
 import json
 import os
+import re
 import shutil
 import sys
 
@@ -43,12 +44,20 @@ def test_malformed_pnr_opts_refused_before_building(capsys, tmp_path):
     assert not (tmp_path / "o").exists()
 
 
-def test_pnr_tries_must_be_positive(capsys, tmp_path):
+@pytest.mark.parametrize("option", ["--pnr-tries", "--seeds"])
+def test_run_counts_must_be_positive(capsys, tmp_path, option):
     with pytest.raises(SystemExit) as exc:
-        cli.main(["--board", "ulx3s", "--out", str(tmp_path / "o"), "--pnr-tries", "0"])
+        cli.main(["--board", "ulx3s", "--out", str(tmp_path / "o"), option, "0"])
     assert exc.value.code == 2
-    assert "--pnr-tries must be >= 1" in capsys.readouterr().err
+    assert f"{option} must be >= 1" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()                # refused before anything is built
+
+
+def test_seeds_option_reaches_the_build(monkeypatch):
+    seen = {}
+    monkeypatch.setattr(cli, "build", lambda opts: seen.setdefault("opts", opts))
+    assert cli.main(["--board", "ulx3s", "--seed", "1", "--seeds", "3"]) == 0
+    assert (seen["opts"].seed, seen["opts"].seeds) == (1, 3)
 
 
 @pytest.mark.parametrize("argv,expected", [([], False), (["--bram-outreg"], True)])
@@ -181,7 +190,7 @@ def test_small_configuration_to_bitstream(tmp_path, capsys):
     # through nextpnr and ecppack here)
     report = build(BuildOptions(board="ulx3s", device="12F", bundle=str(path),
                                 out=str(out), pnr_opts="--detailed-timing-report",
-                                bram_outreg=True), log=print)
+                                bram_outreg=True, seeds=2), log=print)
     assert (out / "top.bit").stat().st_size > 100_000
     data = json.loads((out / "report.json").read_text())
     assert data["fmax"] and data["resources"]
@@ -200,12 +209,21 @@ def test_small_configuration_to_bitstream(tmp_path, capsys):
     assert outreg["enabled"] and outreg["read_ports"] >= outreg["absorbed"] > 0
     assert outreg["flip_flops"] >= outreg["absorbed"]
     assert "- block-RAM output registers: " in md
-    # seed 2 first; a seed whose placement leaves an arc unroutable (hw.build.pnr) is
-    # retried with the next one, and the report says why
-    stopped = data["stopped_routes"]
-    assert data["nextpnr_seed"] == 2 + len(stopped)
-    assert all(line.startswith(f"seed {2 + k}: ") for k, line in enumerate(stopped))
-    assert f"nextpnr seed: {data['nextpnr_seed']}" in md
+    # seed 2 first, then the next ones; a seed whose placement leaves an arc unroutable
+    # (hw.build.pnr) is skipped, and the report says why
+    stopped, sweep = data["stopped_routes"], data["seed_sweep"]
+    assert all(re.match(r"seed \d+: ", line) for line in stopped)
+    tried = sorted([int(line.split(":")[0].split()[1]) for line in stopped]
+                   + [r["seed"] for r in sweep])
+    assert tried == list(range(2, 2 + len(tried)))
+    # --seeds 2: up to two routed seeds, the fastest kept (one if it met the clock); the
+    # bitstream above was packed from the kept run's files
+    assert 1 <= len(sweep) <= 2 and (len(sweep) == 2 or data["timing_met"])
+    best = max(sweep, key=lambda r: r["fmax_mhz"])
+    assert data["nextpnr_seed"] == best["seed"]
+    assert min(v["achieved_mhz"] for v in data["fmax"].values()) == best["fmax_mhz"]
+    assert f"nextpnr seed: {data['nextpnr_seed']}" in md and "- seeds routed" in md
+    assert not (out / "seeds" / f"seed{best['seed']}").exists()
     # the ECP5 flow's placer and router (hw.build.flow.ECP5_PLACER / ECP5_ROUTER)
     assert "--router router2" in data["nextpnr_options"]
     assert "--placer static" in data["nextpnr_options"]

@@ -7,7 +7,8 @@ import textwrap
 
 import pytest
 
-from hw.build.pnr import run_place_and_route, verdict
+from hw.build.flow import _routed_fmax
+from hw.build.pnr import run_place_and_route, run_seed_sweep, verdict
 
 
 def _history(values, first=1):
@@ -57,10 +58,11 @@ def test_nothing_is_judged_before_the_start_iteration():
 
 
 FAKE_NEXTPNR = textwrap.dedent("""
-    import sys, time
+    import json, sys, time
     argv = sys.argv[1:]
     seed = int(argv[argv.index("--seed") + 1])
     log = open(argv[argv.index("--log") + 1], "w")
+    log.write(f"seed={{seed}}\\n")
     diverging = seed in {diverging}
     if seed in {unroutable}:                    # router2 found no path for one arc
         print("ERROR: Failed to route arc 0.0 of net 'rst_src_rst', from X66/Y3/Q3_SLICE "
@@ -71,17 +73,21 @@ FAKE_NEXTPNR = textwrap.dedent("""
         log.write(f"Info:     iter={{it}} wires=1000 overused={{over}} overuse={{over}}\\n")
         log.flush()
         if over == 0:
+            if "--report" in argv:
+                fmax = {fmax}.get(seed, 50.0)
+                with open(argv[argv.index("--report") + 1], "w") as f:
+                    json.dump({{"fmax": {{"clk": {{"achieved": fmax, "constraint": 125.0}}}}}}, f)
             print("Routing complete."); sys.exit({exit_code})
         time.sleep(0.002)
     time.sleep(60)                               # a diverging route never ends by itself
 """)
 
 
-def _fake(tmp_path, diverging=(), exit_code=0, unroutable=()):
+def _fake(tmp_path, diverging=(), exit_code=0, unroutable=(), fmax=None):
     script = tmp_path / "fake_nextpnr.py"
     script.write_text(FAKE_NEXTPNR.format(diverging=set(diverging) or "set()",
                                           unroutable=set(unroutable) or "set()",
-                                          exit_code=exit_code))
+                                          exit_code=exit_code, fmax=dict(fmax or {})))
     return [sys.executable, str(script), "--seed", "1", "--log", "top.tim", "--json", "x"]
 
 
@@ -138,3 +144,76 @@ def test_an_arc_that_fails_to_route_is_retried_with_the_next_seed(tmp_path):
 def test_unroutable_on_every_seed_is_a_clear_error(tmp_path):
     with pytest.raises(RuntimeError, match=r"(?s)no routing in 2 attempts.*routing failed"):
         _run(tmp_path, _fake(tmp_path, unroutable={1, 2}), tries=2)
+
+
+# --- seed sweep: several seeds, the fastest kept -------------------------------------------
+
+def _sweep(tmp_path, seeds, target=None, **fake):
+    argv = _fake(tmp_path, **fake) + ["--report", "nextpnr.json"]
+    notes = []
+    res = run_seed_sweep(argv, tmp_path, None, "place_and_route.log", seeds=seeds,
+                         fmax=_routed_fmax, target_mhz=target, tries=2, log=notes.append,
+                         poll_s=0.02, progress_s=0.0)
+    return res, notes
+
+
+def _kept_seed(tmp_path):
+    return (tmp_path / "top.tim").read_text().splitlines()[0]
+
+
+def test_a_sweep_keeps_the_fastest_seed(tmp_path):
+    res, notes = _sweep(tmp_path, 3, target=125.0, fmax={1: 81.95, 2: 89.81, 3: 83.58})
+    assert res["seed"] == 2 and res["stopped"] == []
+    assert res["sweep"] == [{"seed": 1, "fmax_mhz": 81.95}, {"seed": 2, "fmax_mhz": 89.81},
+                            {"seed": 3, "fmax_mhz": 83.58}]
+    # the kept run's files are in place, every other run's under seeds/
+    assert _kept_seed(tmp_path) == "seed=2"
+    assert _routed_fmax(tmp_path) == 89.81
+    assert "Routing complete." in (tmp_path / "place_and_route.log").read_text()
+    for other in (1, 3):
+        kept = tmp_path / "seeds" / f"seed{other}"
+        assert (kept / "top.tim").read_text().startswith(f"seed={other}")
+        assert _routed_fmax(kept) == {1: 81.95, 3: 83.58}[other]
+    assert not (tmp_path / "seeds" / "seed2").exists()
+    assert any("kept seed 2 of 1, 2, 3" in n for n in notes)
+
+
+def test_a_sweep_stops_at_the_first_seed_that_meets_the_target(tmp_path):
+    res, _ = _sweep(tmp_path, 3, target=85.0, fmax={1: 80.0, 2: 90.0, 3: 95.0})
+    assert res["seed"] == 2 and [r["seed"] for r in res["sweep"]] == [1, 2]
+    assert _kept_seed(tmp_path) == "seed=2"
+    assert not (tmp_path / "seeds" / "seed3").exists()
+
+
+def test_a_diverging_seed_in_a_sweep_moves_on_to_the_next(tmp_path):
+    res, _ = _sweep(tmp_path, 2, fmax={1: 80.0, 3: 88.0}, diverging={2})
+    assert [r["seed"] for r in res["sweep"]] == [1, 3] and res["seed"] == 3
+    assert len(res["stopped"]) == 1 and res["stopped"][0].startswith("seed 2: router2 is")
+    assert _kept_seed(tmp_path) == "seed=3"
+
+
+def test_a_sweep_keeps_the_best_so_far_when_later_seeds_do_not_route(tmp_path):
+    res, notes = _sweep(tmp_path, 3, fmax={1: 80.0}, unroutable={2, 3})
+    assert res["seed"] == 1 and [r["seed"] for r in res["sweep"]] == [1]
+    assert _kept_seed(tmp_path) == "seed=1"
+    assert any("keeping the best so far" in n for n in notes)
+
+
+def test_a_sweep_where_no_seed_routes_is_a_clear_error(tmp_path):
+    with pytest.raises(RuntimeError, match="no routing in 2 attempts"):
+        _sweep(tmp_path, 3, unroutable={1, 2})
+
+
+def test_one_seed_is_a_plain_place_and_route(tmp_path):
+    (tmp_path / "seeds" / "seed9").mkdir(parents=True)      # an earlier build's sweep
+    res, _ = _sweep(tmp_path, 1, fmax={1: 80.0})
+    assert res == {"seed": 1, "stopped": [], "sweep": []}
+    assert _kept_seed(tmp_path) == "seed=1"
+
+
+def test_a_sweep_clears_an_earlier_builds_runs(tmp_path):
+    stale = tmp_path / "seeds" / "seed9"
+    stale.mkdir(parents=True)
+    (stale / "top.tim").write_text("seed=9")
+    _sweep(tmp_path, 2, fmax={1: 80.0, 2: 70.0})
+    assert sorted(p.name for p in (tmp_path / "seeds").iterdir()) == ["seed2"]

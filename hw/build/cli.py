@@ -42,6 +42,10 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--pnr-tries", type=int, default=3, metavar="N",
                     help="place-and-route runs at most: a route that diverges or stalls "
                          "(router2) is stopped and run again with the next seed (default 3)")
+    ap.add_argument("--seeds", type=int, default=1, metavar="N",
+                    help="place and route with up to N seeds (--seed, then the next ones) "
+                         "and keep the fastest; stops at the first that meets --clock. Each "
+                         "seed is a full place and route (default 1)")
     ap.add_argument("--bench", default=None, metavar="JSON",
                     help="benchmark JSON with measured cycles_per_token for the report")
     ap.add_argument("--activity", type=float, default=None, metavar="F",
@@ -73,6 +77,8 @@ def main(argv=None) -> int:
                        f"{', '.join(board.devices)}")
     if args.pnr_tries < 1:
         parser().error(f"--pnr-tries must be >= 1, got {args.pnr_tries}")
+    if args.seeds < 1:
+        parser().error(f"--seeds must be >= 1, got {args.seeds}")
     try:
         shlex.split(args.pnr_opts)
     except ValueError as exc:
@@ -81,8 +87,8 @@ def main(argv=None) -> int:
     opts = BuildOptions(board=args.board, device=args.device, bundle=args.bundle,
                         clock_mhz=args.clock, out=args.out, baud=args.baud,
                         program=args.program, strict_timing=args.strict_timing,
-                        seed=args.seed, pnr_tries=args.pnr_tries, bench=args.bench,
-                        activity=args.activity,
+                        seed=args.seed, pnr_tries=args.pnr_tries, seeds=args.seeds,
+                        bench=args.bench, activity=args.activity,
                         prefer_system_tools=args.system_tools, stub_core=args.stub_core,
                         synth_opts=args.synth_opts, pnr_opts=args.pnr_opts,
                         bram_outreg=args.bram_outreg)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import re
@@ -16,7 +17,7 @@ from .. import protocol
 from . import toolchain
 from .boards import Board, get_board
 from .fit import check_fit
-from .pnr import run_place_and_route
+from .pnr import run_seed_sweep
 from .report import make_report, parse_nextpnr_report, write_report
 
 __all__ = ["BuildError", "BuildOptions", "build", "design_for"]
@@ -49,6 +50,7 @@ class BuildOptions:
     stub_core: bool = False           # stand-in core (tests of the board glue only)
     seed: int = DEFAULT_SEED
     pnr_tries: int = 3                # place-and-route runs (seed, seed + 1, ...): hw.build.pnr
+    seeds: int = 1                    # seeds to route with, keeping the fastest (a sweep)
     strict_timing: bool = False       # fail when Fmax < target (default: report it)
     bench: str | None = None
     activity: float | None = None     # fraction of units firing per step (report estimate)
@@ -75,6 +77,15 @@ ECP5_ROUTER = "router2"
 # nextpnr before 0.7 has no "static"; the build then falls back to "heap" and says so.
 ECP5_PLACER = "static"
 ECP5_FALLBACK_PLACER = "heap"
+
+
+def _routed_fmax(out: Path) -> float | None:
+    """The lowest Fmax over the clocks of a finished nextpnr run in ``out``, in MHz."""
+    path = out / "nextpnr.json"
+    if not path.exists():
+        return None
+    fmax = json.loads(path.read_text()).get("fmax", {})
+    return min((v["achieved"] for v in fmax.values() if v.get("achieved")), default=None)
 
 
 def _log(msg):
@@ -254,8 +265,10 @@ def build(opts: BuildOptions, log=_log) -> dict:
         log(f"[{name}] {Path(argv[0]).name} ...")
         t = time.monotonic()
         if name == "place and route":
-            routed = run_place_and_route(argv, out, env, "place_and_route.log",
-                                         tries=opts.pnr_tries, log=log, error=BuildError)
+            routed = run_seed_sweep(argv, out, env, "place_and_route.log",
+                                    seeds=opts.seeds, fmax=_routed_fmax,
+                                    target_mhz=clock["mhz"], tries=opts.pnr_tries, log=log,
+                                    error=BuildError)
         else:
             _run_stage(name, argv, out, env, f"{name.replace(' ', '_')}.log")
         stages[name] = time.monotonic() - t
@@ -286,7 +299,7 @@ def build(opts: BuildOptions, log=_log) -> dict:
         log(f"[report] WARNING: timing not met at {clock['mhz']:.3f} MHz (Fmax "
             f"{fmax:.2f}): this bitstream is not safe to run. Rebuild with --clock "
             f"{math.floor(0.92 * fmax)} and check that report (or --strict-timing to fail "
-            f"the build)")
+            f"the build; --seeds 3 tries more placements and keeps the fastest)")
 
     if opts.program:
         prog = toolchain.programmer()

@@ -15,16 +15,22 @@ router2 found no path to the global buffer it drives ("ERROR: Failed to route ar
 net 'rst_src_rst' ... G_CLKI_TDCC0"), while seeds 2 and 3 routed the same netlist. Such a
 failure ("Failed to route") is retried with the next seed too; any other nextpnr error
 (a bad constraint, a design that does not fit) is reported at once.
+
+Routed Fmax is a draw too: seeds 1, 2, 3 route the shipped model at 81.95, 89.81 and
+83.58 MHz. ``run_seed_sweep`` places and routes with several seeds and keeps the fastest,
+stopping at the first that meets the clock target.
 """
 
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import time
 from pathlib import Path
 
-__all__ = ["ITERATION", "ROUTE_FAILED", "run_place_and_route", "verdict"]
+__all__ = ["ITERATION", "OUTPUT_OPTIONS", "ROUTE_FAILED", "run_place_and_route",
+           "run_seed_sweep", "verdict"]
 
 #: One router2 iteration in nextpnr's log: ``iter=86 wires=873512 overused=12 ...``
 ITERATION = re.compile(r"\biter=(\d+) wires=\d+ overused=(\d+)")
@@ -152,3 +158,70 @@ def run_place_and_route(argv, cwd, env, log_name, *, tries=3, log=print, poll_s=
                 f"{len(reasons)} attempts:\n  " + "\n  ".join(reasons) +
                 "\nTry another --seed, more --pnr-tries, or a smaller design (more "
                 "sparsity, fewer banks) to ease the congestion.")
+
+
+#: nextpnr options naming a file it writes: a sweep keeps each seed's copy
+OUTPUT_OPTIONS = ("--log", "-l", "--report", "--textcfg", "--asc", "--write", "--sdf",
+                  "--placed-svg", "--routed-svg")
+
+
+def _outputs(argv, log_name):
+    names = [log_name] + [_option(argv, o) for o in OUTPUT_OPTIONS]
+    return [n for n in dict.fromkeys(names) if n]
+
+
+def run_seed_sweep(argv, cwd, env, log_name, *, seeds, fmax, target_mhz=None, tries=3,
+                   log=print, error=RuntimeError, **watch) -> dict:
+    """Place and route with up to ``seeds`` seeds (``--seed`` in ``argv``, then the next
+    ones) and keep the run with the highest Fmax; stop at the first that reaches
+    ``target_mhz``. ``fmax(cwd)`` reads a finished run's Fmax in MHz (None: unknown).
+
+    Each seed goes through ``run_place_and_route`` (so a route that diverges or fails moves
+    on to the next seed, ``tries`` runs at most per slot). Every routed run's outputs (the
+    files ``argv`` names, and ``log_name``) are kept under ``seeds/seed<N>/``; the kept
+    run's are moved back in place at the end. Returns ``run_place_and_route``'s dict (for
+    the kept seed; ``stopped`` gathers every slot's) with ``sweep``: one
+    ``{"seed", "fmax_mhz"}`` per routed run, in order."""
+    if seeds <= 1:
+        res = run_place_and_route(argv, cwd, env, log_name, tries=tries, log=log,
+                                  error=error, **watch)
+        return dict(res, sweep=[])
+    cwd = Path(cwd)
+    store = cwd / "seeds"
+    if store.exists():
+        shutil.rmtree(store)          # an earlier build's runs must not be taken for ours
+    seed = int(_option(argv, "--seed") or 1)
+    outputs = _outputs(argv, log_name)
+    sweep, stopped = [], []
+    for slot in range(seeds):
+        try:
+            res = run_place_and_route(_with_seed(argv, seed), cwd, env, log_name,
+                                      tries=tries, log=log, error=error, **watch)
+        except error:
+            if not sweep:
+                raise                 # no seed routed at all: nothing to keep
+            log(f"[place and route] no routing from seed {seed} on; keeping the best so far")
+            break
+        stopped += res["stopped"]
+        seed = res["seed"]
+        mhz = fmax(cwd)
+        sweep.append({"seed": seed, "fmax_mhz": mhz})
+        kept = store / f"seed{seed}"
+        kept.mkdir(parents=True)
+        for name in outputs:
+            if (cwd / name).exists():
+                (cwd / name).replace(kept / name)
+        log(f"[place and route] seed {seed}: "
+            + (f"Fmax {mhz:.2f} MHz" if mhz is not None else "Fmax unknown")
+            + f" (run {slot + 1} of at most {seeds})")
+        if mhz is not None and target_mhz is not None and mhz >= target_mhz:
+            break
+        seed += 1
+    best = max(sweep, key=lambda r: -1.0 if r["fmax_mhz"] is None else r["fmax_mhz"])
+    for f in (store / f"seed{best['seed']}").iterdir():
+        f.replace(cwd / f.name)
+    (store / f"seed{best['seed']}").rmdir()
+    log(f"[place and route] kept seed {best['seed']} of "
+        f"{', '.join(str(r['seed']) for r in sweep)}"
+        + (f" (Fmax {best['fmax_mhz']:.2f} MHz)" if best["fmax_mhz"] is not None else ""))
+    return {"seed": best["seed"], "stopped": stopped, "sweep": sweep}

@@ -286,6 +286,8 @@ def make_report(*, bundle, board, device, fit, pnr: dict | None, clock: dict, st
         "nextpnr_options": pnr_options,
         "nextpnr_seed": (routed or {}).get("seed"),
         "stopped_routes": (routed or {}).get("stopped", []),
+        # hw.build.pnr.run_seed_sweep: every routed seed's Fmax (empty: one seed)
+        "seed_sweep": (routed or {}).get("sweep", []),
         "bitstream": str(bitstream) if bitstream else None,
     }
     return report
@@ -374,6 +376,11 @@ def write_report(report: dict, out_dir) -> tuple[Path, Path]:
         lines.append(f"- nextpnr options: `{r['nextpnr_options']}`")
     if r.get("nextpnr_seed") is not None:
         lines.append(f"- nextpnr seed: {r['nextpnr_seed']}")
+    if r.get("seed_sweep"):
+        lines.append("- seeds routed (the fastest kept; each run's files in `seeds/`): "
+                     + ", ".join(f"{s['seed']}: " + (f"{s['fmax_mhz']:.2f} MHz"
+                                                     if s["fmax_mhz"] is not None else "?")
+                                 for s in r["seed_sweep"]))
     lines += [f"- stopped, {why}" for why in r.get("stopped_routes", [])]
     lines += ["", f"Bitstream: `{r['bitstream']}`", ""]
     mpath = out_dir / "report.md"
