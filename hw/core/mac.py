@@ -133,7 +133,12 @@ class MacLane(wiring.Component):
         wb_v = Signal()
         wb_addr = data_reg(ub, "wb_addr")
         wb_slot = data_reg(self.rd_slot.shape(), "wb_slot")
-        wb_mask = data_reg(S, "wb_mask")
+        # Powers up all ones: most layers pass a constant mask (every slot, or ah only), and
+        # a register loaded with a constant other than its power-up value stays a
+        # flip-flop, which Yosys then merges across every MAC lane of the chip into one,
+        # its net crossing the die (12.9 ns, a trial build's critical path). Equal to its
+        # power-up value, the register folds into the constant.
+        wb_mask = Signal(S, name="wb_mask", init=(1 << S) - 1, reset_less=True)
 
         # M0 -> M1: the entry (the multiplier registers its inputs itself)
         with m.If(~self.ext):

@@ -4,10 +4,11 @@ One lane per bank handles one local unit per cycle (docs/fixed_point.md section 
 layer feeds it one every six cycles, the time the MAC lane needs to read a unit's six
 accumulator slots from its block RAM. The pipeline advances only when ``adv`` is high
 (output back-pressure stalls every stage, and every memory read port holds its data). Stage
-by stage (``stages = 16``, from the unit at P0 to the registered result at P16): every stage
-holds at most one carry chain (an add, a rounding add or a compare) or one table read or one
-multiply, saturation reads overflow off the top bits (`hw.core.arith.sat`), and every memory
-output is registered before use:
+by stage (``stages = 17``, from the unit at P0 to the registered result at P17): every stage
+holds at most one carry chain (an add, a rounding add or a subtraction) or one table read or
+one multiply, saturation reads overflow off the top bits (`hw.core.arith.sat`), the
+threshold compare reads the sign and magnitude bits of a registered difference
+(`hw.core.arith.exceeds`), and every memory output is registered before use:
 
     P0   unit u: its six accumulators, gathered by the MAC lane (`hw.core.mac`)
     P1   register the accumulators
@@ -24,19 +25,25 @@ output is registered before use:
     P12  z * (c - g) (its output register)
     P13  round(z * (c - g)); read theta[u]
     P14  c^ = sat(g + round(.)); register theta
-    P15  compare with theta, soft reset; write c[u]
-    P16  result registered: fire, y, c
+    P15  d = c^ - theta
+    P16  fire = d > 0 (bits of d), soft reset; write c[u]
+    P17  result registered: fire, y, c
 
 c and theta are read where they are needed rather than at P0, so that 2 x 16 bits are not
 carried through ten stages in every lane. This is safe because a pass visits each unit once:
-no unit's c is read while its own write (P14) is still in the pipeline.
+no unit's c is read while its own write (P16) is still in the pipeline.
+
+P15 and P16 were one stage until the tiny model (`python -m bench.bench_fmax`) showed it as
+its latest path on two seeds of three: the compare's carry chain, then the subtraction's,
+then the multiplexer into ``c``'s write data and the soft reset of ``y`` (22 logic levels,
+9.3-9.7 ns against the 8 ns of 125 MHz).
 """
 
 from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
-from .arith import narrow, rshift_round, sat, table_index
+from .arith import exceeds, narrow, rshift_round, sat, table_index
 from .dsp import RegisteredMul
 from .ram import SyncRead, ram
 from .wport import WriteChain, write_members
@@ -64,12 +71,12 @@ class PointwiseLane(wiring.Component):
     acc : In(array of 6 signed(ab)); the MAC lane's ``rd_data`` (the unit's accumulators in
         the cycle after ``p0_valid``).
     clr_en, clr_addr : In; write c[clr_addr] = 0 (RESET pass; not while the pipeline runs).
-    out_valid, out_u, out_fire, out_y, out_c : Out; the P16 result.
+    out_valid, out_u, out_fire, out_y, out_c : Out; the P17 result.
     pipe_busy : Out(1); some stage holds a unit.
     wr, wr_en, wr_o, wr_o_en : the write chain through this lane (`write_hops` registers).
     """
 
-    stages = 16
+    stages = 17
     write_hops = 1
 
     def __init__(self, *, fmt, units, valid_units, ubits, theta, sig, tanh, theta_id, bank,
@@ -94,7 +101,7 @@ class PointwiseLane(wiring.Component):
         adv = self.adv
         depth = max(2, self.units)
 
-        # c is read at P8 and written at P15 of a pass, which holds each unit once (the
+        # c is read at P8 and written at P16 of a pass, which holds each unit once (the
         # next starts after the pipeline drained); theta is written only while idle: no
         # read under a write to the same word (`hw.core.ram`)
         m.submodules.c_mem = c_mem = ram(shape=signed(sb), depth=depth)
@@ -185,12 +192,23 @@ class PointwiseLane(wiring.Component):
         # P14: c^ = sat(g + round(z * (c - g))); register theta
         s14_ch = reg(signed(sb), "s14_ch", sat(s13_g + s13_zr, sb))
         s14_th = reg(signed(sb), "s14_th", th_rd.data)
-        # P15: compare, soft reset; write c
+        # P15: d = c^ - theta; whether the unit is real (padding units never fire)
+        s15_d = reg(signed(sb + 1), "s15_d", s14_ch - s14_th)
+        s15_ch = carry(s14_ch, "s15_ch")
+        # (a constant where every unit is real: a register loaded with a constant other than
+        # its power-up 0 stays a flip-flop, and Yosys merges every lane's copy into one whose
+        # net crosses the die)
+        if self.valid_units < self.units:
+            s15_real = reg(1, "s15_real", u[15] < self.valid_units)
+        else:
+            s15_real = 1
+        # P16: fire = c^ > theta, read off d's bits; soft reset; write c (c^ - theta wraps to
+        # S bits, as the golden model's does)
         W = N - 1
-        ch = s14_ch
-        fire = (ch > s14_th) & (u[W] < self.valid_units)
+        ch = s15_ch
+        fire = exceeds(s15_d, 0) & s15_real
         cn = Signal(signed(sb))
-        m.d.comb += cn.eq(Mux(fire, ch - s14_th, ch))
+        m.d.comb += cn.eq(Mux(fire, s15_d[:sb].as_signed(), ch))
         with m.If(self.clr_en):
             m.d.comb += [c_wr.addr.eq(self.clr_addr), c_wr.data.eq(0), c_wr.en.eq(1)]
         with m.Else():
@@ -198,7 +216,7 @@ class PointwiseLane(wiring.Component):
         o_fire = reg(1, "o_fire", fire)
         o_y = reg(signed(sb), "o_y", Mux(fire, ch, 0))
         o_c = reg(signed(sb), "o_c", cn)
-        # P15: the result
+        # P17: the result
         m.d.comb += [self.out_valid.eq(v[N]), self.out_u.eq(u[N]), self.out_fire.eq(o_fire),
                      self.out_y.eq(o_y), self.out_c.eq(o_c)]
         busy = v[1]
