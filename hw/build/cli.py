@@ -29,11 +29,6 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--clock", type=float, default=None, metavar="MHZ",
                     help="sync clock target, made by the ECP5 PLL from the 25 MHz "
                          "oscillator (default 125)")
-    ap.add_argument("--pnr-clock", type=float, default=None, metavar="MHZ",
-                    help="the clock target nextpnr places and routes for, at or above "
-                         "--clock (default: --clock). Timing is still judged against "
-                         "--clock; a higher target makes the timing-driven placer work "
-                         "harder (docs/build.md)")
     ap.add_argument("--out", default=None, metavar="DIR",
                     help="output folder (default build/<board>-<device>)")
     ap.add_argument("--baud", type=int, default=None,
@@ -82,15 +77,6 @@ def main(argv=None) -> int:
                        f"{', '.join(board.devices)}")
     if args.pnr_tries < 1:
         parser().error(f"--pnr-tries must be >= 1, got {args.pnr_tries}")
-    if args.pnr_clock is not None:
-        clock = args.clock or board.default_clock_mhz
-        if not board.has_pll:
-            parser().error(f"--pnr-clock needs a board with a PLL; {args.board} runs from "
-                           f"its oscillator")
-        if args.pnr_clock < clock:
-            parser().error(f"--pnr-clock {args.pnr_clock:g} is below --clock {clock:g}: "
-                           f"nextpnr would not time the real clock; give a target at or "
-                           f"above it, or leave --pnr-clock out")
     if args.seeds < 1:
         parser().error(f"--seeds must be >= 1, got {args.seeds}")
     try:
@@ -99,8 +85,7 @@ def main(argv=None) -> int:
         parser().error(f"--pnr-opts {args.pnr_opts!r} is not a valid option string ({exc}); "
                        f"quote it whole, e.g. --pnr-opts=\"--router router1\"")
     opts = BuildOptions(board=args.board, device=args.device, bundle=args.bundle,
-                        clock_mhz=args.clock, pnr_clock_mhz=args.pnr_clock,
-                        out=args.out, baud=args.baud,
+                        clock_mhz=args.clock, out=args.out, baud=args.baud,
                         program=args.program, strict_timing=args.strict_timing,
                         seed=args.seed, pnr_tries=args.pnr_tries, seeds=args.seeds,
                         bench=args.bench, activity=args.activity,

@@ -45,7 +45,6 @@ class BuildOptions:
     device: str | None = None
     bundle: str = "models/default"
     clock_mhz: float | None = None
-    pnr_clock_mhz: float | None = None  # nextpnr's target when above the clock (overconstrain)
     out: str | None = None
     baud: int | None = None
     program: bool = False
@@ -94,10 +93,8 @@ def _log(msg):
     print(msg, flush=True)
 
 
-def design_for(bundle, board: Board, device_name, *, clock_mhz, baud, stub_core, max_payload,
-               pnr_clock_mhz=None):
-    """(BoardTop, clock info) for ``bundle``: PLL settings, UART divisor, the design.
-    ``pnr_clock_mhz``: the clock constraint nextpnr gets instead of the PLL's frequency."""
+def design_for(bundle, board: Board, device_name, *, clock_mhz, baud, stub_core, max_payload):
+    """(BoardTop, clock info) for ``bundle``: PLL settings, UART divisor, the design."""
     from ..top.pll import ecp5_pll_settings
     from ..top.top import BoardTop, UartTop, make_core
     from ..top.uart import divisor_for
@@ -116,14 +113,6 @@ def design_for(bundle, board: Board, device_name, *, clock_mhz, baud, stub_core,
                              f"oscillator (no PLL support here); --clock {clock_mhz} refused")
         pll, clk_hz = None, board.clk_in_hz
         source = "board oscillator"
-        if pnr_clock_mhz is not None:
-            raise ValueError(f"board {board.name} runs from its oscillator: --pnr-clock needs "
-                             f"a PLL board (ulx3s)")
-    if pnr_clock_mhz is not None and pnr_clock_mhz * 1e6 < clk_hz:
-        raise ValueError(f"--pnr-clock {pnr_clock_mhz:g} is below the clock "
-                         f"({clk_hz / 1e6:.3f} MHz): nextpnr would not time the real clock; "
-                         f"give a target at or above it, or leave --pnr-clock out")
-    constraint_hz = pnr_clock_mhz * 1e6 if pnr_clock_mhz is not None else clk_hz
     divisor = divisor_for(clk_hz, baud)
     timeout = int(clk_hz * BOARD_TIMEOUT_S)
 
@@ -131,9 +120,8 @@ def design_for(bundle, board: Board, device_name, *, clock_mhz, baud, stub_core,
         return UartTop(make_core(bundle, stub=stub_core), sig, divisor=divisor,
                        timeout_cycles=timeout, max_payload=max_payload)
 
-    top = BoardTop(factory, pll=pll, constraint_hz=constraint_hz if pll else None)
+    top = BoardTop(factory, pll=pll)
     clock = {"mhz": clk_hz / 1e6, "requested_mhz": (clock_mhz or board.default_clock_mhz),
-             "pnr_constraint_mhz": constraint_hz / 1e6,
              "source": source, "uart_divisor": divisor, "baud": baud,
              "baud_actual": clk_hz / divisor}
     return top, clock
@@ -221,8 +209,7 @@ def build(opts: BuildOptions, log=_log) -> dict:
 
     t = time.monotonic()
     log(f"[generate] elaborating the design for {device.part} ...")
-    top, clock = design_for(bundle, board, device_name, clock_mhz=opts.clock_mhz,
-                            pnr_clock_mhz=opts.pnr_clock_mhz, baud=baud,
+    top, clock = design_for(bundle, board, device_name, clock_mhz=opts.clock_mhz, baud=baud,
                             stub_core=opts.stub_core, max_payload=opts.max_payload)
     platform = board.platform(device_name)
     family = device.family

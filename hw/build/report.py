@@ -293,15 +293,6 @@ def make_report(*, bundle, board, device, fit, pnr: dict | None, clock: dict, st
     return report
 
 
-def target_text(clock: dict) -> str:
-    """The report's clock line: the target, and nextpnr's own when `--pnr-clock` raised it."""
-    text = f"Target {clock['mhz']:.3f} MHz ({clock['source']})."
-    if clock.get("pnr_constraint_mhz", clock["mhz"]) > clock["mhz"] + 1e-6:
-        text += (f" nextpnr placed and routed for {clock['pnr_constraint_mhz']:.3f} MHz "
-                 "(`--pnr-clock`); timing is judged against the target.")
-    return text
-
-
 def _limit_text(report) -> str:
     paths = report["critical_paths"]
     if not paths:
@@ -345,7 +336,7 @@ def write_report(report: dict, out_dir) -> tuple[Path, Path]:
         lines += ["", (f"Fit-check estimate: {f['bram']['used']} {f['bram']['name']}, "
                        f"{f['dsp']['used']} {f['dsp']['name']}, ~{f['luts']['used']} LUT4.")]
     lines += ["", "## Clock", "",
-              target_text(r["clock"])]
+              f"Target {r['clock']['mhz']:.3f} MHz ({r['clock']['source']})."]
     for clk, v in r["fmax"].items():
         lines.append(f"- `{clk}`: Fmax {v['achieved_mhz']:.2f} MHz "
                      f"(constraint {v['constraint_mhz']:.2f} MHz)")

@@ -93,15 +93,11 @@ class BoardTop(wiring.Component):
     ----------
     design_factory : callable(clk_hz) -> UartTop, made once the achieved clock is known.
     pll : `hw.top.pll.PLLSettings`, or None to run from the board clock directly.
-    constraint_hz : the PLL clock's frequency as given to place and route (default: the
-        PLL's). Higher than the PLL's, it makes nextpnr's timing-driven placer work harder
-        for a clock that is then judged against the PLL's (`hw.build --pnr-clock`).
     """
 
-    def __init__(self, design_factory, *, pll=None, constraint_hz=None):
+    def __init__(self, design_factory, *, pll=None):
         self.design_factory = design_factory
         self.pll = pll
-        self.constraint_hz = constraint_hz
         super().__init__({})
 
     def elaborate(self, platform):
@@ -129,7 +125,7 @@ class BoardTop(wiring.Component):
             m.submodules.pll = pll = ECP5PLL(self.pll)
             m.d.comb += [pll.clk_in.eq(clk_buf.i), locked.eq(pll.locked)]
             clk_hz = self.pll.f_out
-            platform.add_clock_constraint(cd_sync.clk, self.constraint_hz or clk_hz)
+            platform.add_clock_constraint(cd_sync.clk, clk_hz)
         else:
             m.d.comb += [ClockSignal("sync").eq(clk_buf.i), locked.eq(1)]
             clk_hz = platform.default_clk_frequency
