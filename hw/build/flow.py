@@ -294,9 +294,9 @@ def build(opts: BuildOptions, log=_log) -> dict:
     log(f"[report] {mpath} and {jpath.name}; bitstream {bit}")
     if report["timing_met"] is False:
         fmax = min(v["achieved_mhz"] for v in report["fmax"].values())
-        # Not simply --clock <fmax>: nextpnr weighs timing against the target it is given,
-        # and a lower target gives a lower Fmax (shipped model: 70.6 MHz against 125, 65.5
-        # against 65), so the suggestion keeps a margin.
+        # Not simply --clock <fmax>: another clock is another PLL setting, so another
+        # netlist and another draw of the placement (round ten's core at seed 4: 86.89 MHz
+        # built for 125, 65.69 built for 82), so the suggestion keeps a margin.
         log(f"[report] WARNING: timing not met at {clock['mhz']:.3f} MHz (Fmax "
             f"{fmax:.2f}): this bitstream is not safe to run. Rebuild with --clock "
             f"{math.floor(0.92 * fmax)} and check that report (or --strict-timing to fail "
