@@ -29,6 +29,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: python bench/bench_fmax.py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from hw.build.boards import BOARDS
 from hw.build.flow import BuildOptions, build
 from sim.random_bundle import random_bundle
 from sw.atomic import atomic_write_text
@@ -59,13 +60,17 @@ def main(argv=None) -> int:
     for key in ("layers", "hidden", "vocab", "banks"):
         ap.add_argument(f"--{key}", type=int, default=TINY[key],
                         help=f"model size (default {TINY[key]}, the tiny model)")
-    ap.add_argument("--device", default="12F", help="ULX3S device (default 12F)")
+    ap.add_argument("--device", default="12F", choices=BOARDS["ulx3s"].devices,
+                    help="ULX3S device (default 12F)")
     ap.add_argument("--clock", type=float, default=125.0,
                     help="the clock target nextpnr optimizes for (default 125)")
     ap.add_argument("--json", default=None, metavar="FILE", help="also write the rows here")
     ap.add_argument("--keep", default=None, metavar="DIR",
                     help="keep each seed's build folder (reports, nextpnr.json) under DIR")
     args = ap.parse_args(argv)
+    small = [k for k in ("layers", "hidden", "vocab", "banks") if getattr(args, k) < 1]
+    if small:
+        ap.error(f"--{small[0]} must be >= 1, got {getattr(args, small[0])}")
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench_fmax_") as tmp:

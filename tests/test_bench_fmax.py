@@ -4,6 +4,8 @@ here it is replaced by a stand-in that returns a report of the build's shape."""
 
 import json
 
+import pytest
+
 from bench import bench_fmax
 from hw.bundle import load_bundle
 
@@ -61,3 +63,12 @@ def test_model_size_options(monkeypatch, tmp_path, capsys):
                             "12", "--banks", "2", "--device", "25F"]) == 0
     assert seen == [([16, 16], 12, 2, "25F")]
     assert "'hidden': 16" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv,msg", [(["--device", "99F"], "invalid choice: '99F'"),
+                                      (["--banks", "0"], "--banks must be >= 1, got 0")])
+def test_bad_options_are_refused_before_any_build(monkeypatch, capsys, argv, msg):
+    monkeypatch.setattr(bench_fmax, "build", lambda opts, log: pytest.fail("built"))
+    with pytest.raises(SystemExit) as exc:
+        bench_fmax.main(argv)
+    assert exc.value.code == 2 and msg in capsys.readouterr().err
