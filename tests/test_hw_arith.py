@@ -3,7 +3,7 @@
 import numpy as np
 from amaranth.hdl import Module, Signal, signed
 
-from hw.core.arith import exceeds, narrow, rshift_round, sat, table_index
+from hw.core.arith import exceeds, narrow, narrow_biased, round_bias, rshift_round, sat, table_index
 from hw.fixedpoint import Format
 from hw.fixedpoint import rshift_round as np_rshift_round
 from hw.fixedpoint import sat as np_sat
@@ -18,11 +18,17 @@ def test_arith_matches_contract():
     p = Signal(signed(fmt.pre_bits))
     o_rs, o_sat = Signal(signed(40)), Signal(signed(12))
     o_nar, o_idx = Signal(signed(fmt.pre_bits)), Signal(fmt.table_bits)
+    o_nb = Signal(signed(fmt.pre_bits))        # the pointwise lane's form: bias added earlier
+    bias = round_bias(fmt.acc_frac - fmt.pre_frac)
     m.d.comb += [o_rs.eq(rshift_round(x, 5)), o_sat.eq(sat(x, 12)), o_nar.eq(narrow(x, fmt)),
-                 o_idx.eq(table_index(p, fmt))]
+                 o_nb.eq(narrow_biased(x + bias, fmt)), o_idx.eq(table_index(p, fmt))]
     rng = np.random.default_rng(0)
-    xs = np.concatenate([rng.integers(-2 ** 32, 2 ** 32, 300),
-                         [0, 1, -1, 15, 16, -16, -17, 2 ** 32 - 1, -2 ** 32, 2047, -2048]])
+    s = fmt.acc_frac - fmt.pre_frac
+    top = 2 ** (fmt.pre_bits - 1 + s)           # the narrowing's saturation edges, and
+    xs = np.concatenate([rng.integers(-2 ** 32, 2 ** 32, 300),   # its rounding ties
+                         [0, 1, -1, 15, 16, -16, -17, 2 ** 32 - 1, -2 ** 32, 2047, -2048,
+                          top - 2 ** (s - 1) - 1, top - 2 ** (s - 1), -top - 2 ** (s - 1),
+                          -top - 2 ** (s - 1) - 1, 3 * 2 ** (s - 1), -3 * 2 ** (s - 1)]])
     ps = rng.integers(-2 ** 15, 2 ** 15, len(xs))
     # the clamp edges of every table index and of sat(x, 12)
     edge = 2 ** (fmt.table_shift + fmt.table_bits - 1)
@@ -37,6 +43,7 @@ def test_arith_matches_contract():
             assert ctx.get(o_sat) == int(np_sat(xv, 12)), xv
             want = int(np_sat(np_rshift_round(xv, fmt.acc_frac - fmt.pre_frac), fmt.pre_bits))
             assert ctx.get(o_nar) == want, xv
+            assert ctx.get(o_nb) == want, xv
             assert ctx.get(o_idx) == int(np_table_index(pv, fmt)), pv
 
     run_testbench(m, tb, clock=False)

@@ -4,10 +4,10 @@ A single-cycle running maximum over P logits chains P 32-bit comparators and mux
 block-RAM read; on the 85F that path (about 160 logic levels for P = 8) held the whole design
 near 18 MHz. Here each cycle does at most one comparison per candidate pair: one register
 stage for the inputs, a binary tournament with two register stages per level (compare, then
-select), then the running best in two stages (compare, then load).
+select), then the running best in three stages (compare halves, combine, load).
 """
 
-from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -50,7 +50,7 @@ class ArgMax(wiring.Component):
     @property
     def stages(self) -> int:
         """Cycles from a push to its effect on ``best``."""
-        return 2 * self.levels + 3
+        return 2 * self.levels + 4
 
     def elaborate(self, platform):
         m = Module()
@@ -102,29 +102,53 @@ class ArgMax(wiring.Component):
             row = nxt
 
         # Running best: later rows hold larger indices, so they must be strictly greater.
-        # Comparing the tournament's winner with the best and loading it in the same cycle
-        # is a loop through a 32-bit carry chain into the enables of the best register (the
-        # small build's critical path). Instead the winner is compared, one stage ahead,
-        # both with the best (as it is before the winner ahead of it decides) and with that
-        # winner ahead; whether that one won then picks the right comparison, so the loop
-        # is one flip-flop and one LUT.
+        # A winner is compared with the best in two stages (halves of the carry chain, then
+        # their combination), so the best it must beat is the one before the two winners
+        # ahead of it were decided. It is also compared with those two, and their decisions
+        # (``won1``, ``won2``) pick the comparison that holds: the loop through the best is
+        # one flip-flop and one LUT. (A whole 33-bit compare of the best in one cycle was the
+        # tiny build's latest path on all three seeds: 8.8-9.1 ns on the 12F.)
         best = Signal(cand)
-        top, top_v = row[0], valids[-1]
-        s2 = Signal(cand, name="s2", reset_less=True)    # the winner deciding now
-        s2_v = delay(top_v)
-        beats_ahead, beats_best, won = Signal(), Signal(), Signal()
-        m.d.sync += [s2.eq(top),
-                     beats_ahead.eq(top.ok & (~s2.ok | (top.v > s2.v))),
-                     beats_best.eq(top.ok & (~best.ok | (top.v > best.v)))]
-        gt = s2_v & Mux(won, beats_ahead, beats_best)
+        top = row[0]
+        q1 = Signal(cand, name="q1", reset_less=True)    # the winner one stage later
+        q2 = Signal(cand, name="q2", reset_less=True)    # ... two stages: deciding now
+        m.d.sync += [q1.eq(top), q2.eq(q1)]
+        delay(valids[-1])
+        q2_v = delay(valids[-1])
+        gt_best = _beats(m, top, best, "best")
+        gt_a1 = _beats(m, top, q1, "a1")
+        gt_a2 = _beats(m, top, q2, "a2")
+        won1 = Signal()                     # the winner decided last cycle was loaded
+        won2 = Signal()                     # ... the one decided the cycle before
+        gt = Signal()
+        m.d.comb += gt.eq(q2_v & Mux(won1, gt_a1, Mux(won2, gt_a2, gt_best)))
         with m.If(self.clear):
-            m.d.sync += [best.ok.eq(0), won.eq(0)]
+            m.d.sync += [best.ok.eq(0), won1.eq(0), won2.eq(0)]
         with m.Else():
-            m.d.sync += won.eq(gt)
+            m.d.sync += [won1.eq(gt), won2.eq(won1)]
             with m.If(gt):
-                m.d.sync += best.eq(s2)
+                m.d.sync += best.eq(q2)
         busy = 0
         for v in valids:
             busy = busy | v
         m.d.comb += [self.best.eq(best.k), self.busy.eq(busy | self.push)]
         return m
+
+
+def _beats(m, x, y, name):
+    """Whether candidate ``x`` beats ``y`` (``x`` valid, and ``y`` not or ``x.v > y.v``),
+    two cycles after they are presented: the halves of the compare are registered first, so
+    each cycle holds half of the carry chain."""
+    vb = len(x.v)
+    h = vb // 2
+    hi_gt = Signal(name=f"{name}_hi_gt")
+    hi_eq = Signal(name=f"{name}_hi_eq")
+    lo_gt = Signal(name=f"{name}_lo_gt")
+    oks = Signal(2, name=f"{name}_oks")
+    m.d.sync += [hi_gt.eq(x.v[h:].as_signed() > y.v[h:].as_signed()),
+                 hi_eq.eq(x.v[h:] == y.v[h:]),
+                 lo_gt.eq(x.v[:h] > y.v[:h]),
+                 oks.eq(Cat(x.ok, y.ok))]
+    gt = Signal(name=f"{name}_gt")
+    m.d.sync += gt.eq(oks[0] & (~oks[1] | hi_gt | (hi_eq & lo_gt)))
+    return gt

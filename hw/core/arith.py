@@ -2,16 +2,25 @@
 
 from amaranth.hdl import Cat, Const, Mux, Value, signed
 
-__all__ = ["exceeds", "narrow", "rshift_round", "sat", "table_index"]
+__all__ = ["exceeds", "narrow", "narrow_biased", "round_bias", "rshift_round", "sat",
+           "table_index"]
+
+
+def round_bias(s: int) -> int:
+    """What `rshift_round` adds before its shift: ``2**(s-1)`` for ``s > 0``, else 0."""
+    return 1 << (s - 1) if s > 0 else 0
+
+
+def _shift(x, s: int):
+    """Arithmetic shift right by ``s`` (left for ``s < 0``): wiring, no logic."""
+    return x >> s if s > 0 else x << (-s) if s < 0 else x
 
 
 def rshift_round(x, s: int):
     """``(x + 2**(s-1)) >> s`` with an arithmetic shift (round half up); ``s <= 0`` shifts left."""
     if s > 0:
-        return (x + Const(1 << (s - 1), signed(s + 1))) >> s
-    if s < 0:
-        return x << (-s)
-    return x
+        return _shift(x + Const(round_bias(s), signed(s + 1)), s)
+    return _shift(x, s)
 
 
 def exceeds(d, k: int):
@@ -54,6 +63,13 @@ def sat(x, bits: int):
 def narrow(x, fmt):
     """Format A -> P: ``sat(rshift_round(x, af - pf), pb)``."""
     return sat(rshift_round(x, fmt.acc_frac - fmt.pre_frac), fmt.pre_bits)
+
+
+def narrow_biased(x, fmt):
+    """`narrow` of ``x - round_bias(af - pf)``: for a sum that already holds the rounding
+    bias (added to one operand a stage earlier), so this stage has no carry chain, only the
+    shift (wiring) and the saturation."""
+    return sat(_shift(x, fmt.acc_frac - fmt.pre_frac), fmt.pre_bits)
 
 
 def table_index(p, fmt):

@@ -4,7 +4,7 @@ One lane per bank handles one local unit per cycle (docs/fixed_point.md section 
 layer feeds it one every six cycles, the time the MAC lane needs to read a unit's six
 accumulator slots from its block RAM. The pipeline advances only when ``adv`` is high
 (output back-pressure stalls every stage, and every memory read port holds its data). Stage
-by stage (``stages = 17``, from the unit at P0 to the registered result at P17): every stage
+by stage (``stages = 18``, from the unit at P0 to the registered result at P18): every stage
 holds at most one carry chain (an add, a rounding add or a subtraction) or one table read or
 one multiply, saturation reads overflow off the top bits (`hw.core.arith.sat`), the
 threshold compare reads the sign and magnitude bits of a registered difference
@@ -15,25 +15,26 @@ threshold compare reads the sign and magnitude bits of a registered difference
     P2   ax + ah for r and z
     P3   narrow the sums (A -> P)
     P4   table indices -> SIG reads (r, z)
-    P5   register z; r and hn in the multiplier's input registers
-    P6   r * hn (its output register)
-    P7   round(r * hn)
-    P8   pn = sat(nx + round(r*hn)); read c[u]
-    P9   table index -> TANH read; register c
-    P10  register g
-    P11  z, c - g (the multiplier's input registers)
-    P12  z * (c - g) (its output register)
-    P13  round(z * (c - g)); read theta[u]
-    P14  c^ = sat(g + round(.)); register theta
-    P15  d = c^ - theta
-    P16  fire = d > 0 (bits of d), soft reset; write c[u]
-    P17  result registered: fire, y, c
+    P5   register r and z (next to the table)
+    P6   r and hn in the multiplier's input registers
+    P7   r * hn (its output register)
+    P8   round(r * hn)
+    P9   pn = sat(nx + round(r*hn)); read c[u]
+    P10  table index -> TANH read; register c
+    P11  register g
+    P12  z, c - g (the multiplier's input registers)
+    P13  z * (c - g) (its output register)
+    P14  round(z * (c - g)); read theta[u]
+    P15  c^ = sat(g + round(.)); register theta
+    P16  d = c^ - theta
+    P17  fire = d > 0 (bits of d), soft reset; write c[u]
+    P18  result registered: fire, y, c
 
 c and theta are read where they are needed rather than at P0, so that 2 x 16 bits are not
 carried through ten stages in every lane. This is safe because a pass visits each unit once:
-no unit's c is read while its own write (P16) is still in the pipeline.
+no unit's c is read while its own write (P17) is still in the pipeline.
 
-P15 and P16 were one stage until the tiny model (`python -m bench.bench_fmax`) showed it as
+P16 and P17 were one stage until the tiny model (`python -m bench.bench_fmax`) showed it as
 its latest path on two seeds of three: the compare's carry chain, then the subtraction's,
 then the multiplexer into ``c``'s write data and the soft reset of ``y`` (22 logic levels,
 9.3-9.7 ns against the 8 ns of 125 MHz).
@@ -43,12 +44,16 @@ from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
-from .arith import exceeds, narrow, rshift_round, sat, table_index
+from .arith import exceeds, narrow_biased, round_bias, rshift_round, sat, table_index
 from .dsp import RegisteredMul
 from .ram import SyncRead, ram
 from .wport import WriteChain, write_members
 
 __all__ = ["PointwiseLane"]
+
+# the accumulator slots (ax_r, ax_z, ax_n, ah_r, ah_z, ah_n, in the MAC lane's order)
+# that carry the rounding bias of the narrowing: one term of each sum narrowed at P3
+_BIASED = (0, 1, 2, 5)
 
 
 class PointwiseLane(wiring.Component):
@@ -71,12 +76,12 @@ class PointwiseLane(wiring.Component):
     acc : In(array of 6 signed(ab)); the MAC lane's ``rd_data`` (the unit's accumulators in
         the cycle after ``p0_valid``).
     clr_en, clr_addr : In; write c[clr_addr] = 0 (RESET pass; not while the pipeline runs).
-    out_valid, out_u, out_fire, out_y, out_c : Out; the P17 result.
+    out_valid, out_u, out_fire, out_y, out_c : Out; the P18 result.
     pipe_busy : Out(1); some stage holds a unit.
     wr, wr_en, wr_o, wr_o_en : the write chain through this lane (`write_hops` registers).
     """
 
-    stages = 17
+    stages = 18
     write_hops = 1
 
     def __init__(self, *, fmt, units, valid_units, ubits, theta, sig, tanh, theta_id, bank,
@@ -101,7 +106,7 @@ class PointwiseLane(wiring.Component):
         adv = self.adv
         depth = max(2, self.units)
 
-        # c is read at P8 and written at P16 of a pass, which holds each unit once (the
+        # c is read at P9 and written at P17 of a pass, which holds each unit once (the
         # next starts after the pipeline drained); theta is written only while idle: no
         # read under a write to the same word (`hw.core.ram`)
         m.submodules.c_mem = c_mem = ram(shape=signed(sb), depth=depth)
@@ -138,77 +143,89 @@ class PointwiseLane(wiring.Component):
             """The same value, one stage later."""
             return reg(sig_.shape(), name, sig_)
 
-        # P1: register the accumulators (the MAC lane read them at P0)
-        a = [reg(signed(f.acc_bits), f"s1_a{k}", self.acc[k]) for k in range(6)]
+        # P1: register the accumulators (the MAC lane read them at P0), with the rounding
+        # bias of the narrowing at P3 added to one term of each sum here: P3 is then the
+        # shift and the saturation without a carry chain (its rounding add before the
+        # saturation was the tiny build's latest path on one seed, 8.4 ns). The sums are
+        # exact, so the result is the same.
+        bias = round_bias(f.acc_frac - f.pre_frac)
+        ab1 = f.acc_bits + 1
+        a = [reg(signed(ab1) if k in _BIASED else signed(f.acc_bits), f"s1_a{k}",
+                 self.acc[k] + bias if k in _BIASED else self.acc[k]) for k in range(6)]
         # P2: ax + ah for r and z (ax_n and ah_n stay apart: the reset gate scales ah_n)
-        s2_sr = reg(signed(f.acc_bits + 1), "s2_sr", a[0] + a[3])
-        s2_sz = reg(signed(f.acc_bits + 1), "s2_sz", a[1] + a[4])
+        s2_sr = reg(signed(ab1 + 1), "s2_sr", a[0] + a[3])
+        s2_sz = reg(signed(ab1 + 1), "s2_sz", a[1] + a[4])
         s2_hn, s2_nx = carry(a[5], "s2_hn"), carry(a[2], "s2_nx")
         # P3: narrow the sums (A -> P)
-        s3_pr = reg(signed(pb), "s3_pr", narrow(s2_sr, f))
-        s3_pz = reg(signed(pb), "s3_pz", narrow(s2_sz, f))
-        s3_hn = reg(signed(pb), "s3_hn", narrow(s2_hn, f))
-        s3_nx = reg(signed(pb), "s3_nx", narrow(s2_nx, f))
+        s3_pr = reg(signed(pb), "s3_pr", narrow_biased(s2_sr, f))
+        s3_pz = reg(signed(pb), "s3_pz", narrow_biased(s2_sz, f))
+        s3_hn = reg(signed(pb), "s3_hn", narrow_biased(s2_hn, f))
+        s3_nx = reg(signed(pb), "s3_nx", narrow_biased(s2_nx, f))
         # P4: table indices -> SIG reads
         m.d.comb += [sig_r.addr.eq(table_index(s3_pr, f)), sig_z.addr.eq(table_index(s3_pz, f)),
                      sig_r.en.eq(adv), sig_z.en.eq(adv)]
         s4_hn, s4_nx = carry(s3_hn, "s4_hn"), carry(s3_nx, "s4_nx")
-        # P5: register the table outputs (r and hn in the multiplier's input registers)
-        # P6: r * hn (the multiplier's output register)
-        m.submodules.mul_rh = mul_rh = RegisteredMul(unsigned(gb), signed(pb))
-        m.d.comb += [mul_rh.a.eq(sig_r.data), mul_rh.b.eq(s4_hn), mul_rh.ce.eq(adv)]
-        s6_rh = mul_rh.p                                    # r: unsigned, 0 .. 2**gf
+        # P5: register the table outputs next to the table (a table's clock-to-out is
+        # ~5.7 ns: straight into the multiplier's input register, with 5.8 ns of routing,
+        # it was the default build's latest path at seed 4)
+        s5_r = reg(unsigned(gb), "s5_r", sig_r.data)
         s5_z = reg(unsigned(gb), "s5_z", sig_z.data)
-        s5_nx = carry(s4_nx, "s5_nx")
+        s5_hn, s5_nx = carry(s4_hn, "s5_hn"), carry(s4_nx, "s5_nx")
+        # P6: r and hn in the multiplier's input registers
+        # P7: r * hn (the multiplier's output register)
+        m.submodules.mul_rh = mul_rh = RegisteredMul(unsigned(gb), signed(pb))
+        m.d.comb += [mul_rh.a.eq(s5_r), mul_rh.b.eq(s5_hn), mul_rh.ce.eq(adv)]
+        s7_rh = mul_rh.p                                    # r: unsigned, 0 .. 2**gf
         s6_z, s6_nx = carry(s5_z, "s6_z"), carry(s5_nx, "s6_nx")
-        # P7: round(r * hn)
-        s7_rh = reg(signed(gb + pb + 1 - gf + 1), "s7_rh", rshift_round(s6_rh, gf))
         s7_z, s7_nx = carry(s6_z, "s7_z"), carry(s6_nx, "s7_nx")
-        # P8: pn = sat(nx + round(r * hn)); read c
-        s8_pn = reg(signed(pb), "s8_pn", sat(s7_nx + s7_rh, pb))
-        s8_z = carry(s7_z, "s8_z")
-        m.d.comb += [c_rd.addr.eq(u[8]), c_rd.en.eq(adv)]
-        # P9: table index -> TANH read; register c (a memory output is registered first)
-        m.d.comb += [tanh_rd.addr.eq(table_index(s8_pn, f)), tanh_rd.en.eq(adv)]
+        # P8: round(r * hn)
+        s8_rh = reg(signed(gb + pb + 1 - gf + 1), "s8_rh", rshift_round(s7_rh, gf))
+        s8_z, s8_nx = carry(s7_z, "s8_z"), carry(s7_nx, "s8_nx")
+        # P9: pn = sat(nx + round(r * hn)); read c
+        s9_pn = reg(signed(pb), "s9_pn", sat(s8_nx + s8_rh, pb))
         s9_z = carry(s8_z, "s9_z")
-        s9_c = reg(signed(sb), "s9_c", c_rd.data)
-        # P10: register g (the table's clock-to-out is ~5.6 ns: no subtraction after it in
+        m.d.comb += [c_rd.addr.eq(u[9]), c_rd.en.eq(adv)]
+        # P10: table index -> TANH read; register c (a memory output is registered first)
+        m.d.comb += [tanh_rd.addr.eq(table_index(s9_pn, f)), tanh_rd.en.eq(adv)]
+        s10_z = carry(s9_z, "s10_z")
+        s10_c = reg(signed(sb), "s10_c", c_rd.data)
+        # P11: register g (the table's clock-to-out is ~5.6 ns: no subtraction after it in
         # the same cycle; subtracting straight into the multiplier's input register was the
         # tiny build's critical path)
         g = tanh_rd.data
-        s10_g = reg(signed(sb), "s10_g", g)
-        s10_c, s10_z = carry(s9_c, "s10_c"), carry(s9_z, "s10_z")
-        # P11: z and c - g in the multiplier's input registers
-        # P12: z * (c - g) (the multiplier's output register)
+        s11_g = reg(signed(sb), "s11_g", g)
+        s11_c, s11_z = carry(s10_c, "s11_c"), carry(s10_z, "s11_z")
+        # P12: z and c - g in the multiplier's input registers
+        # P13: z * (c - g) (the multiplier's output register)
         m.submodules.mul_zd = mul_zd = RegisteredMul(unsigned(gb), signed(sb + 1))
-        m.d.comb += [mul_zd.a.eq(s10_z), mul_zd.b.eq(s10_c - s10_g), mul_zd.ce.eq(adv)]
-        s12_zd = mul_zd.p
-        s11_g = carry(s10_g, "s11_g")
+        m.d.comb += [mul_zd.a.eq(s11_z), mul_zd.b.eq(s11_c - s11_g), mul_zd.ce.eq(adv)]
+        s13_zd = mul_zd.p
         s12_g = carry(s11_g, "s12_g")
-        # P13: round(z * (c - g)); read theta
-        s13_zr = reg(signed(gb + sb + 2 - gf + 1), "s13_zr", rshift_round(s12_zd, gf))
         s13_g = carry(s12_g, "s13_g")
-        m.d.comb += [th_rd.addr.eq(u[13]), th_rd.en.eq(adv)]
-        # P14: c^ = sat(g + round(z * (c - g))); register theta
-        s14_ch = reg(signed(sb), "s14_ch", sat(s13_g + s13_zr, sb))
-        s14_th = reg(signed(sb), "s14_th", th_rd.data)
-        # P15: d = c^ - theta; whether the unit is real (padding units never fire)
-        s15_d = reg(signed(sb + 1), "s15_d", s14_ch - s14_th)
-        s15_ch = carry(s14_ch, "s15_ch")
+        # P14: round(z * (c - g)); read theta
+        s14_zr = reg(signed(gb + sb + 2 - gf + 1), "s14_zr", rshift_round(s13_zd, gf))
+        s14_g = carry(s13_g, "s14_g")
+        m.d.comb += [th_rd.addr.eq(u[14]), th_rd.en.eq(adv)]
+        # P15: c^ = sat(g + round(z * (c - g))); register theta
+        s15_ch = reg(signed(sb), "s15_ch", sat(s14_g + s14_zr, sb))
+        s15_th = reg(signed(sb), "s15_th", th_rd.data)
+        # P16: d = c^ - theta; whether the unit is real (padding units never fire)
+        s16_d = reg(signed(sb + 1), "s16_d", s15_ch - s15_th)
+        s16_ch = carry(s15_ch, "s16_ch")
         # (a constant where every unit is real: a register loaded with a constant other than
         # its power-up 0 stays a flip-flop, and Yosys merges every lane's copy into one whose
         # net crosses the die)
         if self.valid_units < self.units:
-            s15_real = reg(1, "s15_real", u[15] < self.valid_units)
+            s16_real = reg(1, "s16_real", u[16] < self.valid_units)
         else:
-            s15_real = 1
-        # P16: fire = c^ > theta, read off d's bits; soft reset; write c (c^ - theta wraps to
+            s16_real = 1
+        # P17: fire = c^ > theta, read off d's bits; soft reset; write c (c^ - theta wraps to
         # S bits, as the golden model's does)
         W = N - 1
-        ch = s15_ch
-        fire = exceeds(s15_d, 0) & s15_real
+        ch = s16_ch
+        fire = exceeds(s16_d, 0) & s16_real
         cn = Signal(signed(sb))
-        m.d.comb += cn.eq(Mux(fire, s15_d[:sb].as_signed(), ch))
+        m.d.comb += cn.eq(Mux(fire, s16_d[:sb].as_signed(), ch))
         with m.If(self.clr_en):
             m.d.comb += [c_wr.addr.eq(self.clr_addr), c_wr.data.eq(0), c_wr.en.eq(1)]
         with m.Else():
@@ -216,7 +233,7 @@ class PointwiseLane(wiring.Component):
         o_fire = reg(1, "o_fire", fire)
         o_y = reg(signed(sb), "o_y", Mux(fire, ch, 0))
         o_c = reg(signed(sb), "o_c", cn)
-        # P17: the result
+        # P18: the result
         m.d.comb += [self.out_valid.eq(v[N]), self.out_u.eq(u[N]), self.out_fire.eq(o_fire),
                      self.out_y.eq(o_y), self.out_c.eq(o_c)]
         busy = v[1]
