@@ -12,7 +12,9 @@ build: classic-ABC synthesis, static placer, router2):
     python -m bench.bench_fmax --layers 2 --hidden 64 --vocab 32 --banks 4 --device 45F
 
 About 2-3 minutes a seed on one core for the tiny model. Prints each seed's Fmax, its latest
-path and the blocks with the most late endpoints, then the mean and the spread. The size
+path and the blocks with the most late endpoints, then the mean and the spread. A seed that
+does not route is named with the reason, and its row is the build's next seed (the flow
+retries with seed + 1: `hw.build.pnr`). The size
 options build a bigger random model instead (the second line: a mid-size model, two layers
 like the shipped one, about 70% of the 45F's block RAM).
 """
@@ -45,7 +47,8 @@ def run_seed(bundle: Path, out: Path, seed: int, device: str, clock: float) -> d
                    log=lambda msg: None)
     fmax = min(v["achieved_mhz"] for v in report["fmax"].values())
     path = report["critical_paths"][0] if report["critical_paths"] else {}
-    return {"seed": report["nextpnr_seed"], "fmax_mhz": round(fmax, 2),
+    return {"seed": report["nextpnr_seed"], "asked_seed": seed,
+            "stopped": report.get("stopped_routes", []), "fmax_mhz": round(fmax, 2),
             "latest_path": {k: path.get(k) for k in
                             ("delay_ns", "levels", "logic_ns", "routing_ns", "start", "end")},
             "late_blocks": report["late_blocks"][:4],
@@ -82,6 +85,8 @@ def main(argv=None) -> int:
             row = run_seed(bundle, work / f"seed{seed}", seed, args.device, args.clock)
             rows.append(row)
             p = row["latest_path"]
+            for why in row["stopped"]:       # the build went on with the next seed
+                print(f"stopped, {why}", flush=True)
             print(f"seed {row['seed']}: {row['fmax_mhz']:.2f} MHz, {row['lut4']} LUT4; latest "
                   f"{p['delay_ns']} ns, {p['levels']} levels ({p['logic_ns']} logic + "
                   f"{p['routing_ns']} routing): {p['start']} -> {p['end']}", flush=True)

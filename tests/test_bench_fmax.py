@@ -49,6 +49,26 @@ def test_one_build_per_seed_and_the_summary(monkeypatch, tmp_path, capsys):
     assert "mean 112.27 MHz over 3 seeds (min 110.00, max 113.44)" in text
 
 
+def test_a_seed_that_did_not_route_is_named(monkeypatch, tmp_path, capsys):
+    """The build goes on with the next seed when one does not route; the row says which
+    seed was asked for and which routed, and the output says why."""
+    def fake_build(opts, log):
+        r = _report(opts.seed + 1, 118.46)
+        why = (f"seed {opts.seed}: routing failed (Failed to route arc 0.0 of net "
+               f"'rst_src_rst') (log top.tim.seed{opts.seed})")
+        r["stopped_routes"] = [why]
+        return r
+
+    monkeypatch.setattr(bench_fmax, "build", fake_build)
+    out = tmp_path / "fmax.json"
+    assert bench_fmax.main(["--seeds", "3", "--json", str(out)]) == 0
+    row, = json.loads(out.read_text())["rows"]
+    assert (row["asked_seed"], row["seed"]) == (3, 4)
+    text = capsys.readouterr().out
+    assert "stopped, seed 3: routing failed (Failed to route arc 0.0" in text
+    assert "seed 4: 118.46 MHz" in text
+
+
 def test_model_size_options(monkeypatch, tmp_path, capsys):
     seen = []
 
