@@ -14,7 +14,8 @@ build: classic-ABC synthesis, static placer, router2):
 About 2-3 minutes a seed on one core for the tiny model. Prints each seed's Fmax, its latest
 path and the blocks with the most late endpoints, then the mean and the spread. A seed that
 does not route is named with the reason, and its row is the build's next seed (the flow
-retries with seed + 1: `hw.build.pnr`). The size
+retries with seed + 1: `hw.build.pnr`); a routed seed is counted once, and a seed
+past the asked ones stands in for a row lost that way. The size
 options build a bigger random model instead (the second line: a mid-size model, two layers
 like the shipped one, about 70% of the 45F's block RAM).
 """
@@ -81,8 +82,22 @@ def main(argv=None) -> int:
         model = dict(TINY, **{k: getattr(args, k) for k in ("layers", "hidden", "vocab",
                                                              "banks")})
         bundle = random_bundle(Path(tmp) / "bundle", **model)
-        for seed in args.seeds:
+        # A seed that does not route is built with the next one (hw.build.pnr), which may
+        # be a seed also asked for: each routed seed is counted once (a second row of it
+        # would weigh one draw twice in the mean), and a seed past the asked ones takes the
+        # place of the lost row, so the summary is over as many seeds as were asked.
+        queue = list(dict.fromkeys(args.seeds))
+        routed = set()
+        while queue:
+            seed = queue.pop(0)
+            if seed in routed:
+                nxt = max(routed | set(queue) | set(args.seeds)) + 1
+                queue.append(nxt)
+                print(f"seed {seed}: already routed as an earlier seed's retry; "
+                      f"seed {nxt} instead", flush=True)
+                continue
             row = run_seed(bundle, work / f"seed{seed}", seed, args.device, args.clock)
+            routed.add(row["seed"])
             rows.append(row)
             p = row["latest_path"]
             for why in row["stopped"]:       # the build went on with the next seed

@@ -92,3 +92,31 @@ def test_bad_options_are_refused_before_any_build(monkeypatch, capsys, argv, msg
     with pytest.raises(SystemExit) as exc:
         bench_fmax.main(argv)
     assert exc.value.code == 2 and msg in capsys.readouterr().err
+
+
+def test_a_retry_onto_an_asked_seed_is_counted_once(monkeypatch, tmp_path, capsys):
+    """Seed 2 does not route and the build routes seed 3 instead; seed 3 is not built (or
+    counted) a second time, and seed 4 stands in, so the mean is over three distinct seeds
+    (round eleven's first run counted seed 3 twice: 113.10 MHz over "3 seeds")."""
+    fmax = {1: 109.17, 3: 115.06, 4: 112.0}
+    asked = []
+
+    def fake_build(opts, log):
+        asked.append(opts.seed)
+        if opts.seed == 2:
+            r = _report(3, fmax[3])
+            r["stopped_routes"] = ["seed 2: routing failed (Failed to route arc 0.0)"]
+            return r
+        return _report(opts.seed, fmax[opts.seed])
+
+    monkeypatch.setattr(bench_fmax, "build", fake_build)
+    out = tmp_path / "fmax.json"
+    assert bench_fmax.main(["--json", str(out)]) == 0
+    assert asked == [1, 2, 4]
+    data = json.loads(out.read_text())
+    assert [r["seed"] for r in data["rows"]] == [1, 3, 4]
+    assert [r["asked_seed"] for r in data["rows"]] == [1, 2, 4]
+    assert data["mean_mhz"] == round((109.17 + 115.06 + 112.0) / 3, 2)
+    text = capsys.readouterr().out
+    assert "seed 3: already routed as an earlier seed's retry; seed 4 instead" in text
+    assert "over 3 seeds" in text
