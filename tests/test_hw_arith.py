@@ -3,7 +3,17 @@
 import numpy as np
 from amaranth.hdl import Module, Signal, signed
 
-from hw.core.arith import exceeds, narrow, narrow_biased, round_bias, rshift_round, sat, table_index
+from hw.core.arith import (
+    add_rounded_post,
+    add_rounded_pre,
+    exceeds,
+    narrow,
+    narrow_biased,
+    round_bias,
+    rshift_round,
+    sat,
+    table_index,
+)
 from hw.fixedpoint import Format
 from hw.fixedpoint import rshift_round as np_rshift_round
 from hw.fixedpoint import sat as np_sat
@@ -82,5 +92,26 @@ def test_exceeds_small_constants():
                 ctx.set(b, bv)
                 for k, o in enumerate(outs):
                     assert ctx.get(o) == int(av - bv > k), (av, bv, k)
+
+    run_testbench(m, tb, clock=False)
+
+
+def test_add_rounded_is_one_adder_with_the_same_result():
+    """add_rounded_post(add_rounded_pre(x, y, s), s) == x + rshift_round(y, s), exhaustively
+    over 5-bit x and 7-bit y, for the shifts the pointwise lane may use (gate_frac >= 0)."""
+    m = Module()
+    x, y = Signal(signed(5)), Signal(signed(7))
+    outs = {s: Signal(signed(12), name=f"o{s}") for s in (0, 1, 3, 6)}
+    for s, o in outs.items():
+        t = Signal(add_rounded_pre(x, y, s).shape(), name=f"t{s}")   # the pipeline register
+        m.d.comb += [t.eq(add_rounded_pre(x, y, s)), o.eq(add_rounded_post(t, s))]
+
+    async def tb(ctx):
+        for xv in range(-16, 16):
+            for yv in range(-64, 64):
+                ctx.set(x, xv)
+                ctx.set(y, yv)
+                for s, o in outs.items():
+                    assert ctx.get(o) == xv + int(np_rshift_round(yv, s)), (xv, yv, s)
 
     run_testbench(m, tb, clock=False)

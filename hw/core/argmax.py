@@ -11,6 +11,8 @@ from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from .replica import Replica
+
 __all__ = ["ArgMax"]
 
 
@@ -59,12 +61,35 @@ class ArgMax(wiring.Component):
 
         # Stage 0: register the inputs (cuts the path from the accumulator block RAMs).
         # (the candidate registers are loaded every cycle, so they need no reset)
-        row = [Signal(cand, name=f"in{b}", reset_less=True) for b in range(self.width)]
+        # The register that feeds the running best (the tournament's last winner, or with
+        # one candidate this one) drives four consumers: the winner's delay line and three
+        # 33-bit compares. From one register that net was the tiny build's latest path on
+        # one seed (3.3 ns of routing between neighbouring tiles, then the compare's carry
+        # chain; 9.16 ns), so it is built as four copies (`hw.core.replica`), one each.
+        copies = 4
+
+        def load(expr, name, n=1):
+            """A registered ``cand`` loaded with ``expr`` every cycle, as ``n`` copies."""
+            if n == 1:
+                r = Signal(cand, name=name, reset_less=True)
+                m.d.sync += r.eq(expr)
+                return [r]
+            out = []
+            for c in range(n):
+                m.submodules[f"{name}_c{c}"] = rep = Replica(cand)
+                m.d.comb += rep.d.eq(expr)
+                out.append(rep.q)
+            return out
+
+        last = self.width == 1
+        row = []
+        for b in range(self.width):
+            flat = Signal(cand, name=f"in{b}_d")
+            m.d.comb += [flat.ok.eq(self.push & self.mask[b]), flat.v.eq(self.values[b]),
+                         flat.k.eq(self.base + b)]
+            row.append(load(flat, f"in{b}", copies if last else 1))
         valid = Signal(name="v0")
         m.d.sync += valid.eq(self.push)
-        for b, c in enumerate(row):
-            m.d.sync += [c.ok.eq(self.push & self.mask[b]), c.v.eq(self.values[b]),
-                         c.k.eq(self.base + b)]
         valids = [valid]
 
         # Tournament: the left (lower index) candidate wins unless the right is greater. Each
@@ -80,24 +105,25 @@ class ArgMax(wiring.Component):
         while len(row) > 1:
             level += 1
             pairs, nxt = [], []
+            last = len(row) <= 2
             for i in range(0, len(row), 2):
+                (x,) = row[i]
                 a = Signal(cand, name=f"a{level}_{i // 2}", reset_less=True)
-                m.d.sync += a.eq(row[i])
+                m.d.sync += a.eq(x)
                 if i + 1 == len(row):
                     pairs.append((a, None, None))
                     continue
+                (y,) = row[i + 1]
                 b = Signal(cand, name=f"b{level}_{i // 2}", reset_less=True)
                 gt = Signal(name=f"gt{level}_{i // 2}")
                 # b > a as the sign of a - b: one carry chain, then one LUT with the oks
-                diff = row[i].v - row[i + 1].v
-                m.d.sync += [b.eq(row[i + 1]),
-                             gt.eq(row[i + 1].ok & (~row[i].ok | diff[-1]))]
+                diff = x.v - y.v
+                m.d.sync += [b.eq(y), gt.eq(y.ok & (~x.ok | diff[-1]))]
                 pairs.append((a, b, gt))
             delay(valids[-1])
             for j, (a, b, gt) in enumerate(pairs):
-                w = Signal(cand, name=f"t{level}_{j}", reset_less=True)
-                m.d.sync += w.eq(a if b is None else Mux(gt, b, a))
-                nxt.append(w)
+                nxt.append(load(a if b is None else Mux(gt, b, a), f"t{level}_{j}",
+                                copies if last else 1))
             delay(valids[-1])
             row = nxt
 
@@ -109,15 +135,15 @@ class ArgMax(wiring.Component):
         # one flip-flop and one LUT. (A whole 33-bit compare of the best in one cycle was the
         # tiny build's latest path on all three seeds: 8.8-9.1 ns on the 12F.)
         best = Signal(cand)
-        top = row[0]
+        top_q, top_best, top_a1, top_a2 = row[0]
         q1 = Signal(cand, name="q1", reset_less=True)    # the winner one stage later
         q2 = Signal(cand, name="q2", reset_less=True)    # ... two stages: deciding now
-        m.d.sync += [q1.eq(top), q2.eq(q1)]
+        m.d.sync += [q1.eq(top_q), q2.eq(q1)]
         delay(valids[-1])
         q2_v = delay(valids[-1])
-        gt_best = _beats(m, top, best, "best")
-        gt_a1 = _beats(m, top, q1, "a1")
-        gt_a2 = _beats(m, top, q2, "a2")
+        gt_best = _beats(m, top_best, best, "best")
+        gt_a1 = _beats(m, top_a1, q1, "a1")
+        gt_a2 = _beats(m, top_a2, q2, "a2")
         won1 = Signal()                     # the winner decided last cycle was loaded
         won2 = Signal()                     # ... the one decided the cycle before
         gt = Signal()

@@ -2,8 +2,8 @@
 
 from amaranth.hdl import Cat, Const, Mux, Value, signed
 
-__all__ = ["exceeds", "narrow", "narrow_biased", "round_bias", "rshift_round", "sat",
-           "table_index"]
+__all__ = ["add_rounded_post", "add_rounded_pre", "exceeds", "narrow", "narrow_biased",
+           "round_bias", "rshift_round", "sat", "table_index"]
 
 
 def round_bias(s: int) -> int:
@@ -21,6 +21,27 @@ def rshift_round(x, s: int):
     if s > 0:
         return _shift(x + Const(round_bias(s), signed(s + 1)), s)
     return _shift(x, s)
+
+
+def add_rounded_pre(x, y, s: int):
+    """The carry chain of ``x + rshift_round(y, s)``; `add_rounded_post` finishes it.
+
+    For ``s > 0``, ``x + floor((y + b) / 2**s) == floor((x * 2**s + b + y) / 2**s)`` with
+    ``b = 2**(s-1)``, exactly, because ``x * 2**s`` is a multiple of ``2**s``. And
+    ``x * 2**s + b`` is ``x`` above the ``s`` bits of ``b`` (wiring): so the rounding add and
+    the sum are one adder, and the shift after it is wiring too. ``x`` must be signed.
+    """
+    x = Value.cast(x)
+    if not x.shape().signed:
+        raise ValueError(f"add_rounded_pre() takes a signed x, got {x.shape()}")
+    if s > 0:
+        return Cat(Const(round_bias(s), s), x).as_signed() + y
+    return x + _shift(y, s)
+
+
+def add_rounded_post(t, s: int):
+    """``x + rshift_round(y, s)`` from ``t = add_rounded_pre(x, y, s)``: wiring."""
+    return _shift(t, s) if s > 0 else t
 
 
 def exceeds(d, k: int):
