@@ -1,8 +1,9 @@
 """hw.core.events: the event store serializes beats into events in unit order, 1 per cycle."""
 
 import numpy as np
+from amaranth.hdl import Module, Signal
 
-from hw.core.events import EventStore
+from hw.core.events import EventStore, _at_most
 from sim.amaranth_sim import run_testbench
 
 
@@ -67,3 +68,25 @@ def test_back_pressure():
     beats, events = _beats(4, 8, 0.5, seed=9)
     got, _ = _run(4, 8, beats, stall_p=0.5, seed=3)
     assert got["rec"] == events and got["fwd"] == events
+
+
+def test_at_most_counts_set_bits():
+    """The serializer's flags (rem empty / at most one event left) are read off `_at_most`,
+    LUT logic instead of ``x & (x - 1)``: every 8-bit mask and the 1-bit one."""
+    m = Module()
+    x, x1 = Signal(8), Signal(1)
+    outs = {k: Signal(name=f"le{k}") for k in (1, 2)}
+    one = Signal()
+    m.d.comb += [o.eq(_at_most(x, k)) for k, o in outs.items()]
+    m.d.comb += one.eq(_at_most(x1, 1))
+
+    async def tb(ctx):
+        for v in range(256):
+            ctx.set(x, v)
+            for k, o in outs.items():
+                assert ctx.get(o) == (v.bit_count() <= k), (v, k)
+        for v in range(2):
+            ctx.set(x1, v)
+            assert ctx.get(one) == 1
+
+    run_testbench(m, tb, clock=False)

@@ -8,6 +8,7 @@ from amaranth.lib.wiring import In, Out
 from .banks import wwrite_layout
 from .counters import Counters, counters_layout, part_counters_layout
 from .events import event_layout
+from .fsm import one_hot
 from .layer import Layer, trace_layout
 from .params import core_params, mem_ids, write_bus
 from .readout import Readout, out_word_layout
@@ -64,8 +65,9 @@ class Accelerator(wiring.Component):
         f = p.fmt
         self.L = len(p.layers)
         #: cycles from a ``w_stream`` handshake until the write has landed in its memory, at
-        #: most: this block's register, then the whole chain (hw.core.wport)
-        self.write_latency = 1 + self.L * Layer.chain_hops(p.banks) + \
+        #: most: the input skid buffer, this block's register, then the whole chain
+        #: (hw.core.wport)
+        self.write_latency = 2 + self.L * Layer.chain_hops(p.banks) + \
             (Readout.chain_hops(p.banks) if p.readout is not None else 0)
         members = {
             "i_stream": In(stream.Signature(in_cmd_layout(f.state_bits))),
@@ -101,6 +103,17 @@ class Accelerator(wiring.Component):
         # output words leave through a skid buffer: the host side's ready stops there
         m.submodules.out = out = SkidBuffer(out_word_layout(f.acc_bits))
         wiring.connect(m, out.o, wiring.flipped(self.o_stream))
+        # Commands and weight writes enter through skid buffers too: the ready that the
+        # sequencer decodes (its state, the command's op, the event queue's level, pending
+        # writes) then ends at these registers, next to the core, and the host side sees a
+        # flip-flop. Decoded straight into the host side's buffers (`hw.top.top`), whose
+        # enables it drove, it was 97 of the default build's late endpoints (up to 10.1 ns,
+        # round eleven, seed 4). Each adds one cycle to a command, none to a step.
+        m.submodules.cmd_in = cmd_in = SkidBuffer(self.i_stream.payload.shape())
+        m.submodules.w_in = w_in = SkidBuffer(self.w_stream.payload.shape())
+        wiring.connect(m, wiring.flipped(self.i_stream), cmd_in.i)
+        wiring.connect(m, wiring.flipped(self.w_stream), w_in.i)
+        i_stream, w_stream = cmd_in.o, w_in.o
         m.d.comb += [self.counters.eq(cnt.counters), self.layer_counters.eq(cnt.part_counters)]
 
         # run-time writes: registered here, narrowed to the chain's payload, then carried
@@ -109,22 +122,22 @@ class Accelerator(wiring.Component):
         bus = write_bus(p)
         wr = Signal(bus)
         wr_en = Signal()
-        hw_ = self.w_stream.payload
+        hw_ = w_stream.payload
         fits = ((hw_.mem >> len(wr.mem)) == 0) & ((hw_.bank >> len(wr.bank)) == 0) & \
             ((hw_.addr >> len(wr.addr)) == 0) & ((hw_.data >> len(wr.data)) == 0)
         m.d.sync += [wr.mem.eq(hw_.mem), wr.bank.eq(hw_.bank), wr.addr.eq(hw_.addr),
                      wr.data.eq(hw_.data),
-                     wr_en.eq(self.w_stream.valid & self.w_stream.ready & fits)]
+                     wr_en.eq(w_stream.valid & w_stream.ready & fits)]
         blocks = layers + ([ro] if ro is not None else [])
         chain_blocks(m, wr, wr_en, blocks)
         # a write lands within `write_latency` cycles of its handshake: no command until then
         wr_wait = Signal(range(self.write_latency + 1))
         wr_busy = Signal()
-        with m.If(self.w_stream.valid & self.w_stream.ready):
-            m.d.sync += wr_wait.eq(self.write_latency)
+        with m.If(w_stream.valid & w_stream.ready):         # (past the skid buffer)
+            m.d.sync += wr_wait.eq(self.write_latency - 1)
         with m.Elif(wr_wait != 0):
             m.d.sync += wr_wait.eq(wr_wait - 1)
-        m.d.comb += wr_busy.eq(self.w_stream.valid | (wr_wait != 0))
+        m.d.comb += wr_busy.eq(w_stream.valid | (wr_wait != 0))
 
         # input queue -> layer 0
         fifo_out = data.View(ev_layout, fifo.r_data)
@@ -155,7 +168,7 @@ class Accelerator(wiring.Component):
         for i, blk in enumerate(layers + ([ro] if ro is not None else [])):
             m.d.comb += [cnt.ev_inc[i].eq(blk.ev_inc), cnt.mac_inc[i].eq(blk.mac_inc)]
 
-        cmd = self.i_stream.payload
+        cmd = i_stream.payload
         # Every layer (and the readout) starts at the beginning of the step and streams its
         # recurrent events at once; its input becomes final when the part below is done.
         fin = [Signal(name=f"fin{k}") for k in range(len(blocks))]   # part k is done
@@ -169,17 +182,17 @@ class Accelerator(wiring.Component):
             with m.If(~fin[k]):
                 m.d.comb += part.eq(k)
         m.d.comb += cnt.part.eq(part)
-        with m.FSM():
+        with m.FSM() as fsm:
             with m.State("IDLE"):
-                m.d.comb += self.w_stream.ready.eq(1)
+                m.d.comb += w_stream.ready.eq(1)
                 # commands wait for pending weight writes to land (hw.core.wport)
                 queued = (cmd.op == Op.EVENT) | (cmd.op == Op.STEP_TOKEN)
-                m.d.comb += self.i_stream.ready.eq(~wr_busy & (~queued | fifo.w_rdy))
+                m.d.comb += i_stream.ready.eq(~wr_busy & (~queued | fifo.w_rdy))
                 m.d.comb += fifo.w_data.eq(cmd.index | (cmd.value.as_unsigned() << 16))
                 with m.If(cmd.op == Op.STEP_TOKEN):
                     m.d.comb += fifo.w_data.eq(cmd.index | ((1 << f.state_frac) << 16))
                 go = Signal()
-                with m.If(self.i_stream.valid & self.i_stream.ready):  # noqa: SIM117
+                with m.If(i_stream.valid & i_stream.ready):  # noqa: SIM117
                     with m.Switch(cmd.op):
                         with m.Case(Op.EVENT):
                             m.d.comb += fifo.w_en.eq(1)
@@ -234,4 +247,5 @@ class Accelerator(wiring.Component):
                     idle = idle & ~blk.busy
                 with m.If(idle):
                     m.next = "IDLE"
+        one_hot(fsm)                  # (hw.core.fsm: one flip-flop per state)
         return m

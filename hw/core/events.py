@@ -6,7 +6,7 @@ walks the beats and serializes their events in increasing unit order, one event 
 with no bubbles (the next beat is read while the current one drains).
 """
 
-from amaranth.hdl import Module, Signal, signed, unsigned
+from amaranth.hdl import Const, Module, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -60,38 +60,58 @@ class BeatSerializer(wiring.Component):
         s1v = Signal()                           # rd_data holds an unconsumed beat
         cur = Signal(self._beat, reset_less=True)   # the beat being serialized (rem says)
         rem = Signal(P)                          # its remaining events (mask)
+        # Whether rem is empty and whether it holds at most one event, as flip-flops loaded
+        # with rem. ``load`` and ``issue`` (the enable of the ~150-bit read-data register
+        # and of ``cur``) need only these: computed from rem (rem - 1, a carry chain, then
+        # a compare with zero) they were 560 of the default build's 1 349 late endpoints,
+        # up to 10.3 ns (round eleven, seed 4).
+        rz, r1 = Signal(init=1), Signal(init=1)
 
         sel = Signal(range(max(2, P)))
         for b in reversed(range(P)):             # lowest set bit wins
             with m.If(rem[b]):
                 m.d.comb += sel.eq(b)
         m.d.comb += [
-            self.o_stream.valid.eq(rem != 0),
+            self.o_stream.valid.eq(~rz),
             self.o_stream.payload.index.eq(cur.u * P + sel),
             self.o_stream.payload.value.eq(cur.y[sel]),
         ]
         take = self.o_stream.valid & self.o_stream.ready
-        rem_next = Signal(P)
-        m.d.comb += rem_next.eq(rem)
-        with m.If(take):
-            m.d.comb += rem_next.eq(rem & (rem - 1))
-        load = (rem_next == 0) & s1v
+        # rem after this cycle's transfer is empty: it was, or it held one event and sent it
+        load = (rz | (take & r1)) & s1v
         issue = active & (ptr < self.count) & (~s1v | load)
         m.d.comb += [self.rd_addr.eq(ptr), self.rd_en.eq(issue)]
-        m.d.sync += rem.eq(rem_next)
+        # rem and its flags: the new beat's mask, or rem less its lowest event, or as is
+        rest = rem & (rem - 1)
+        mask = self.rd_data.mask
         with m.If(load):
-            m.d.sync += [cur.eq(self.rd_data), rem.eq(self.rd_data.mask)]
+            m.d.sync += [cur.eq(self.rd_data), rem.eq(mask), rz.eq(mask == 0),
+                         r1.eq(_at_most(mask, 1))]
+        with m.Elif(take):
+            # one event leaves: rem is now empty if it held one, and holds at most one if it
+            # held at most two
+            m.d.sync += [rem.eq(rest), rz.eq(r1), r1.eq(_at_most(rem, 2))]
         with m.If(issue):
             m.d.sync += [ptr.eq(ptr + 1), s1v.eq(1)]
         with m.Elif(load):
             m.d.sync += s1v.eq(0)
-        left = (ptr < self.count) | s1v | (rem != 0)
+        left = (ptr < self.count) | s1v | ~rz
         with m.If(active & ~left & ~self.hold):
             m.d.sync += active.eq(0)
         with m.If(self.start):
-            m.d.sync += [active.eq(1), ptr.eq(0), s1v.eq(0), rem.eq(0)]
+            m.d.sync += [active.eq(1), ptr.eq(0), s1v.eq(0), rem.eq(0), rz.eq(1), r1.eq(1)]
         m.d.comb += self.busy.eq(active)
         return m
+
+
+def _at_most(x, k: int):
+    """Whether ``x`` has at most ``k`` bits set, in LUTs (``x & (x - 1) == 0`` for k = 1
+    would put a carry chain first): ``seen[j]`` says at least j + 1 of the bits so far are
+    set, a ripple that synthesis folds into a few LUT levels."""
+    seen = [Const(0, 1)] * (k + 1)
+    for b in range(len(x)):
+        seen = [seen[j] | ((seen[j - 1] if j else 1) & x[b]) for j in range(k + 1)]
+    return ~seen[k]
 
 
 class EventStore(wiring.Component):

@@ -7,6 +7,7 @@ from amaranth.lib.wiring import In, Out
 
 from .banks import ColumnStreamer
 from .events import EventStore, event_layout
+from .fsm import one_hot
 from .mac import MacLane
 from .params import write_bus
 from .pointwise import PointwiseLane
@@ -234,7 +235,7 @@ class Layer(wiring.Component):
         if self.trace:
             m.d.comb += self.o_trace.valid.eq(pws[0].out_valid)
 
-        with m.FSM():
+        with m.FSM() as fsm:
             with m.State("IDLE"):
                 with m.If(self.start):
                     m.d.comb += store.rec_start.eq(1)
@@ -271,4 +272,5 @@ class Layer(wiring.Component):
             with m.State("DONE"):
                 m.d.comb += [self.done.eq(1), self.busy.eq(1)]
                 m.next = "IDLE"
+        one_hot(fsm)                  # (hw.core.fsm: one flip-flop per state)
         return m

@@ -7,6 +7,7 @@ from amaranth.lib.wiring import In, Out
 from .argmax import ArgMax
 from .banks import ColumnStreamer
 from .events import event_layout
+from .fsm import one_hot
 from .mac import MacLane
 from .params import write_bus
 from .replica import Replica
@@ -131,7 +132,7 @@ class Readout(wiring.Component):
         logit = row[0]
         last_in_row = (bsel == P - 1) | (u * P + bsel == V - 1)
 
-        with m.FSM():
+        with m.FSM() as fsm:
             with m.State("IDLE"):
                 with m.If(self.start):
                     m.next = "ACC_GO"
@@ -197,4 +198,5 @@ class Readout(wiring.Component):
             with m.State("DONE"):
                 m.d.comb += [self.done.eq(1), self.busy.eq(1)]
                 m.next = "IDLE"
+        one_hot(fsm)                  # (hw.core.fsm: one flip-flop per state)
         return m
