@@ -52,10 +52,12 @@ SYNTH = (f"synth_ecp5 {ECP5_SYNTH_OPTS} -top top; "
 class _Read(wiring.Component):
     """One memory read through `SyncRead` into a register ``stage``, driving ``q``.
 
-    ``kind``: ``plain`` (stage enabled by ``q_en``, no reset: what the pass converts),
-    ``always`` (stage loads every cycle), ``two_stage`` (plain, then one more register before
-    ``q``: a register-to-register path from the RAM for nextpnr), and the forms it must
-    leave: ``tap`` (a read-data
+    ``kind``: ``plain`` (stage enabled by ``q_en``, no reset, the read enabled by the same
+    ``q_en``: what the pass converts), ``always`` (stage loads every cycle, the read is
+    always enabled), ``two_stage`` (plain, then one more register before ``q``: a
+    register-to-register path from the RAM for nextpnr), and the forms it must leave:
+    ``read_enable`` (plain, but the read has an enable of its own, ``rd_en``), ``tap`` (a
+    read-data
     bit also feeds logic), ``split_enable`` (the two halves of the register have different
     enables), ``reset`` (the register has a reset), ``logic`` (the data passes an adder
     before the register), ``init_one`` (a bit powers up at 1), ``other_clock`` (the
@@ -76,7 +78,11 @@ class _Read(wiring.Component):
         wp = mem.write_port()
         rd = SyncRead(m, mem, name="rd")
         m.d.comb += [wp.addr.eq(self.wr_addr), wp.data.eq(self.wr_data), wp.en.eq(self.wr_en),
-                     rd.addr.eq(self.rd_addr), rd.en.eq(self.rd_en)]
+                     rd.addr.eq(self.rd_addr)]
+        # the read's enable: the register's (the pass needs one or the other to be 1 or
+        # both the same net), or one of its own where the pass must leave the port
+        read_en = {"read_enable": self.rd_en, "always": 1}.get(self.kind, self.q_en)
+        m.d.comb += rd.en.eq(read_en)
         if self.kind == "port":
             m.d.comb += self.q.eq(rd.data)
             return m
@@ -179,6 +185,7 @@ def test_register_after_the_read_is_absorbed(synth, kind, width, depth):
 @pytest.mark.parametrize("kind,reason", [
     ("tap", outreg.FANOUT),
     ("split_enable", outreg.ENABLES_DIFFER),
+    ("read_enable", outreg.READ_ENABLE),
     ("reset", outreg.SET_RESET),
     ("logic", outreg.LOGIC),
     ("init_one", outreg.POWER_UP),
@@ -272,6 +279,12 @@ def _change(net, what):
         net["modules"]["top"]["cells"]["ff2"] = _ff(DO1, 30)
     elif what == "pdp_two_clocks":
         ram["connections"]["CLKA"] = [CLK2]
+    elif what == "read_enable_own":        # the read's enable is another net
+        ram["connections"]["CEB"] = [RST]
+    elif what == "read_enable_pdp_a":      # 36-bit form: port A's enable is another net
+        ram["connections"]["CEA"] = [RST]
+    elif what == "read_enable_same":       # the read's enable is the register's
+        ram["connections"]["CEB"] = [CE]
     elif what == "gsr_but_disabled":
         net["modules"]["top"]["cells"]["gsr"] = {"type": "GSR", "connections": {"GSR": ["1"]}}
 
@@ -292,6 +305,8 @@ def _change(net, what):
     ("ce_mixed", False, outreg.ENABLES_DIFFER),
     ("q_is_read_twice", False, outreg.FANOUT),
     ("pdp_two_clocks", True, outreg.TWO_CLOCKS),
+    ("read_enable_own", False, outreg.READ_ENABLE),
+    ("read_enable_pdp_a", True, outreg.READ_ENABLE),
 ])
 def test_hand_written_netlists_left_alone(what, pdp, reason):
     net = _netlist(pdp)
@@ -308,6 +323,7 @@ def test_hand_written_netlists_left_alone(what, pdp, reason):
     ("ce_const_mux", False, ["1"]),
     ("lsr_inverted_high", False, [CE]),
     ("gsr_but_disabled", False, [CE]),
+    ("read_enable_same", False, [CE]),
     (None, True, [CE]),
 ])
 def test_hand_written_netlists_absorbed(what, pdp, enable):
@@ -400,13 +416,15 @@ def _to_verilog(netlist: Path, module: str, out: Path) -> None:
 
 def _stimulus(width, depth, cycles, seed):
     """Random writes, reads and enables over a few addresses (so that reads hit written
-    words), never reading the word written in the same cycle (the memories are
+    words; a read is enabled with its register, as in the designs the pass converts), never
+    reading the word written in the same cycle (the memories are
     ``no_rw_check``: that read is undefined)."""
     rng = random.Random(seed)
     addrs = rng.sample(range(depth), 12)
     vectors = []
     for _ in range(cycles):
-        wr_en, rd_en, q_en = (int(rng.random() < p) for p in (0.5, 0.7, 0.6))
+        wr_en, q_en = (int(rng.random() < p) for p in (0.5, 0.6))
+        rd_en = q_en            # the converted form: the read's enable is the register's
         wr_addr, rd_addr = rng.choice(addrs), rng.choice(addrs)
         if wr_en and rd_en and wr_addr == rd_addr:
             wr_addr = rng.choice([a for a in addrs if a != rd_addr])

@@ -15,10 +15,11 @@ clock enable (CEx) is high; with ``REGMODE_x = "OUTREG"`` the latch feeds a regi
 loaded at a clock edge where OCEx is high and cleared by RSTx (Lattice TN1264, "ECP5 and
 ECP5-5G Memory Usage Guide", and the DP16KD port list of Yosys's ``cells_bb.v`` and
 nextpnr-ecp5). A fabric TRELLIS_FF whose DI is a read-data bit, on the port's clock,
-enabled by CE and never set or reset, is that register. (Assumed, not tested on silicon:
-OCEx alone enables that register, CEx does not gate it as well, as in Lattice's simulation
-model of the ECP3 DP16KC, the DP16KD's predecessor with the same pins; docs/build.md, "The
-block RAMs' output registers".) So a read port is converted when, and only when:
+enabled by CE and never set or reset, is that register. (Whether CEx gates that register
+as well as OCEx is not written down for the DP16KD; Lattice's simulation model of the ECP3
+DP16KC, its predecessor with the same pins, loads it under OCEx alone. A port is converted
+only where the two readings agree: CEx is 1, or the register's own enable.) So a read port
+is converted when, and only when:
 
 - it is in ``NOREG`` mode, its clock is not inverted (``CLKxMUX``) and its RSTx inputs are
   the constant 0 (with ``OUTREG`` they would clear the register);
@@ -28,7 +29,9 @@ block RAMs' output registers".) So a read port is converted when, and only when:
   share one clock enable (one CE net with ``CEMUX = "CE"``, or always enabled: ``CEMUX =
   "1"`` or CE tied to 1); have their set/reset off (LSR tied inactive under ``LSRMUX``);
   power up at 0 (``REGSET = "RESET"``, as the block RAM's register does); are not reset by
-  a GSR/SGSR cell; carry no ``keep`` attribute.
+  a GSR/SGSR cell; carry no ``keep`` attribute;
+- the port's clock enable (CEx; CEA and CEB for a 36-bit RAM) is the constant 1 or the
+  flip-flops' enable net.
 
 Then ``REGMODE_x`` becomes ``"OUTREG"``, OCEx gets the flip-flops' enable (their CE net or
 1), the read-data pins drive the flip-flops' Q nets directly, and the flip-flops are
@@ -71,6 +74,7 @@ SET_RESET = "register has a set/reset"
 POWER_UP = "register powers up at 1"
 GSR = "register on the global set/reset"
 KEPT = "register marked keep"
+READ_ENABLE = "read enable is not the register's"
 
 _CONSTANTS = ("0", "1", "x", "z")
 
@@ -108,6 +112,7 @@ class _ReadPort:
     resets: tuple           # RSTA, RSTB
     output_enables: tuple   # OCEA, OCEB
     regmodes: tuple         # REGMODE_A, REGMODE_B
+    clock_enables: tuple    # CEA, CEB
 
 
 def _str_param(cell: dict, name: str, default: str | None = None) -> str | None:
@@ -152,9 +157,10 @@ def _read_ports(ram: dict) -> list[_ReadPort]:
         # pseudo-dual-port (PDPW16KD): written through port A, read through port B, whose
         # 36-bit word leaves on DOA (bits 17..0) and DOB (35..18); Yosys ties RSTA to 0
         return [_ReadPort(_data_pins("A") + _data_pins("B"), ("CLKA", "CLKB"),
-                          ("RSTA", "RSTB"), ("OCEA", "OCEB"), ("REGMODE_A", "REGMODE_B"))]
+                          ("RSTA", "RSTB"), ("OCEA", "OCEB"), ("REGMODE_A", "REGMODE_B"),
+                          ("CEA", "CEB"))]
     return [_ReadPort(_data_pins(s), (f"CLK{s}",), (f"RST{s}",), (f"OCE{s}",),
-                      (f"REGMODE_{s}",)) for s in "AB"]
+                      (f"REGMODE_{s}",), (f"CE{s}",)) for s in "AB"]
 
 
 def _enable(ff: dict):
@@ -248,7 +254,16 @@ def _plan(net: _Netlist, ram: dict, port: _ReadPort):
         moves.append((pin, name))
     if len(enables) > 1:
         return ENABLES_DIFFER, [], None
-    return None, moves, enables.pop()
+    enable = enables.pop()
+    # The port's clock enable must be 1 or the register's own enable: then the output
+    # register loads under OCE alone, or under CE and OCE together, to the same effect, and
+    # the conversion does not rest on which of the two the silicon does (the one point of
+    # TN1264 this project could not test without a board).
+    for pin in port.clock_enables:
+        ce = _const(ram, pin)
+        if not (ce == "1" or (ce is None and _net(ram, pin) == enable)):
+            return READ_ENABLE, [], None
+    return None, moves, enable
 
 
 def _convert(net: _Netlist, ram: dict, port: _ReadPort, moves, enable) -> set:

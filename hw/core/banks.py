@@ -165,6 +165,16 @@ class ColumnStreamer(wiring.Component):
         fetch = queue.r_rdy & adv1
         m.d.comb += queue.r_en.eq(adv1)
 
+        # The pointer tables are read every cycle, at the column just fetched or else at
+        # the pending event's (``pend_col``), so their read data is always the pending
+        # event's pointers, as with a read enabled by ``fetch``: with no enable of its own
+        # the read's register (B2) can become the block RAM's output register
+        # (`hw.build.outreg`, which converts a port only when its enable is 1 or the
+        # register's own).
+        pend_col = held(ev.col.shape(), "pend_col")
+        with m.If(fetch):
+            m.d.sync += pend_col.eq(ev.col)
+        ptr_addr = Mux(fetch, ev.col, pend_col)
         ent_data = []
         for k, mt in enumerate(self.mats):
             ptr_id, ent_id = self.mem_ids[k]
@@ -173,7 +183,7 @@ class ColumnStreamer(wiring.Component):
             m.submodules[f"ptr{k}_{b}"] = pm
             m.submodules[f"ent{k}_{b}"] = em
             pr = SyncRead(m, pm, name=f"ptr{k}_{b}")
-            m.d.comb += [pr.addr.eq(ev.col), pr.en.eq(fetch)]
+            m.d.comb += pr.addr.eq(ptr_addr)
             with m.If(adv2):
                 m.d.sync += [b2_start[k].eq(pr.data[:mt.ptr_bits]),
                              b2_end[k].eq(pr.data[mt.ptr_bits:])]
@@ -223,11 +233,15 @@ class ColumnStreamer(wiring.Component):
             m.d.sync += [e_v.eq(d_v), e_val.eq(d_val), e_mat.eq(d_mat)]
             m.d.sync += [r.eq(w) for r, w in zip(e_word, ent_data)]
             word = Mux(e_mat, e_word[1], e_word[0])
+        # The lane word's data fields in registers without reset (``valid`` says what they
+        # hold): with one matrix the entry memory's word goes straight into them, and a
+        # register with a reset cannot become the block RAM's output register.
         lane = self.lanes[b]
-        m.d.sync += [lane.valid.eq(e_v), lane.v.eq(e_val),
-                     lane.w.eq(word[:wb].as_signed()), lane.addr.eq(word[wb:wb + ub])]
+        lw, la = held(signed(wb), "lane_w"), held(ub, "lane_addr")
+        lv, ls = held(signed(self.sb), "lane_v"), held(3, "lane_sel")
+        m.d.sync += [lane.valid.eq(e_v), lv.eq(e_val), lw.eq(word[:wb].as_signed()),
+                     la.eq(word[wb:wb + ub])]
+        m.d.comb += [lane.v.eq(lv), lane.w.eq(lw), lane.addr.eq(la), lane.sel.eq(ls)]
         if self.gated:
-            m.d.sync += lane.sel.eq(word[wb + ub:wb + ub + 2] + e_mat * 3)
-        else:
-            m.d.sync += lane.sel.eq(0)
+            m.d.sync += ls.eq(word[wb + ub:wb + ub + 2] + e_mat * 3)
         return pend_v | b2_v | b3_v | act | d_v | e_v | lane.valid
