@@ -165,16 +165,6 @@ class ColumnStreamer(wiring.Component):
         fetch = queue.r_rdy & adv1
         m.d.comb += queue.r_en.eq(adv1)
 
-        # The pointer tables are read every cycle, at the column just fetched or else at
-        # the pending event's (``pend_col``), so their read data is always the pending
-        # event's pointers, as with a read enabled by ``fetch``: with no enable of its own
-        # the read's register (B2) can become the block RAM's output register
-        # (`hw.build.outreg`, which converts a port only when its enable is 1 or the
-        # register's own).
-        pend_col = held(ev.col.shape(), "pend_col")
-        with m.If(fetch):
-            m.d.sync += pend_col.eq(ev.col)
-        ptr_addr = Mux(fetch, ev.col, pend_col)
         ent_data = []
         for k, mt in enumerate(self.mats):
             ptr_id, ent_id = self.mem_ids[k]
@@ -183,7 +173,7 @@ class ColumnStreamer(wiring.Component):
             m.submodules[f"ptr{k}_{b}"] = pm
             m.submodules[f"ent{k}_{b}"] = em
             pr = SyncRead(m, pm, name=f"ptr{k}_{b}")
-            m.d.comb += pr.addr.eq(ptr_addr)
+            m.d.comb += [pr.addr.eq(ev.col), pr.en.eq(fetch)]
             with m.If(adv2):
                 m.d.sync += [b2_start[k].eq(pr.data[:mt.ptr_bits]),
                              b2_end[k].eq(pr.data[mt.ptr_bits:])]
