@@ -16,7 +16,7 @@ def test_argmax_matches_numpy(width, gaps):
     dut = ArgMax(width, 16, 8)
     rows = 5
     cases = []
-    for trial in range(10):
+    for trial in range(12):
         vals = rng.integers(-4, 4, size=rows * width)         # many ties on purpose
         if trial == 5:
             vals[:] = -(2 ** 15)                               # all at the minimum
@@ -25,10 +25,13 @@ def test_argmax_matches_numpy(width, gaps):
         if trial == 7:
             vals = 3 - np.arange(rows * width)                 # the first row wins
         if trial >= 8:
-            # the running best compares the halves of a value apart (8 bits each here):
-            # equal high halves, low halves that decide, and signed high halves
-            hi = rng.choice([-128, -1, 0, 1, 127], size=rows * width)
-            vals = hi * 256 + rng.choice([0, 1, 128, 255], size=rows * width)
+            # the running best compares the four quarters of a value apart (4 bits each
+            # here): equal upper quarters with a lower one that decides, and a signed top
+            n = rows * width
+            vals = rng.choice([-8, -1, 0, 1, 7], size=n) * 4096
+            for k in range(3):
+                vals = vals + rng.choice([0, 1, 7, 8, 15] if trial != 8 or k < 2 else [0],
+                                         size=n) * 16 ** k
         mask = rng.random(rows * width) < (0.4 if trial == 2 else 1.0)
         mask[rng.integers(0, rows * width)] = True
         cases.append((vals, mask))

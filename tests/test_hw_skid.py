@@ -1,14 +1,15 @@
-"""hw.core.skid.SkidBuffer: every word once, in order, under random valid and ready, with
-a registered ready towards the producer and full throughput when the consumer never stalls."""
+"""hw.core.skid: every word once, in order, under random valid and ready, with a registered
+ready towards the producer; full throughput for SkidBuffer, half for HoldBuffer."""
 
 import numpy as np
+import pytest
 
-from hw.core.skid import SkidBuffer
+from hw.core.skid import HoldBuffer, SkidBuffer
 from sim.amaranth_sim import run_testbench
 
 
-def run(p_valid, p_ready, n=300, seed=0):
-    dut = SkidBuffer(16)
+def run(p_valid, p_ready, n=300, seed=0, kind=SkidBuffer):
+    dut = kind(16)
     rng = np.random.default_rng(seed)
     got, cycles = [], [0]
 
@@ -32,9 +33,10 @@ def run(p_valid, p_ready, n=300, seed=0):
     return got, cycles[0]
 
 
-def test_order_and_no_loss_under_random_handshakes():
+@pytest.mark.parametrize("kind", [SkidBuffer, HoldBuffer])
+def test_order_and_no_loss_under_random_handshakes(kind):
     for seed, (pv, pr) in enumerate([(0.5, 0.5), (1.0, 0.3), (0.3, 1.0), (0.9, 0.9)]):
-        got, _ = run(pv, pr, seed=seed)
+        got, _ = run(pv, pr, seed=seed, kind=kind)
         assert got == list(range(300)), (pv, pr)
 
 
@@ -42,3 +44,9 @@ def test_full_throughput():
     got, cycles = run(1.0, 1.0, n=200)
     assert got == list(range(200))
     assert cycles == 201     # one word per cycle after one cycle of latency
+
+
+def test_hold_buffer_half_throughput():
+    got, cycles = run(1.0, 1.0, n=200, kind=HoldBuffer)
+    assert got == list(range(200))
+    assert cycles == 400     # a word every other cycle

@@ -276,7 +276,8 @@ def estimate(bundle, board: str, device_name: str, *,
     breakdown = {
         "mac_lanes": lanes_mac * (7 * ab + 120),
         "pointwise_lanes": P * L * (14 * sb + 18 * fmt.pre_bits + 220),
-        "bank_addressing": P * (2 * L + 1) * 70,
+        # (round thirteen: a column FIFO, its credit counter and a stage more per bank)
+        "bank_addressing": P * (2 * L + 1) * 140,
         "sequencing": L * 350 + 400 + (3 * ab + 150 if readout else 0),
         "host_interface": 1500,
         "distributed_ram": ram_luts,

@@ -12,7 +12,8 @@ from .fsm import one_hot
 from .layer import Layer, trace_layout
 from .params import core_params, mem_ids, write_bus
 from .readout import Readout, out_word_layout
-from .skid import SkidBuffer
+from .replica import Replica
+from .skid import HoldBuffer, SkidBuffer
 from .wport import chain_blocks
 
 #: cycles after a step's last output word until ``counters`` include that step (the counters
@@ -108,9 +109,11 @@ class Accelerator(wiring.Component):
         # writes) then ends at these registers, next to the core, and the host side sees a
         # flip-flop. Decoded straight into the host side's buffers (`hw.top.top`), whose
         # enables it drove, it was 97 of the default build's late endpoints (up to 10.1 ns,
-        # round eleven, seed 4). Each adds one cycle to a command, none to a step.
-        m.submodules.cmd_in = cmd_in = SkidBuffer(self.i_stream.payload.shape())
-        m.submodules.w_in = w_in = SkidBuffer(self.w_stream.payload.shape())
+        # round eleven, seed 4). Each adds one cycle to a command, none to a step; they
+        # take a word every other cycle (`HoldBuffer`), ample for commands that come one
+        # per UART frame.
+        m.submodules.cmd_in = cmd_in = HoldBuffer(self.i_stream.payload.shape())
+        m.submodules.w_in = w_in = HoldBuffer(self.w_stream.payload.shape())
         wiring.connect(m, wiring.flipped(self.i_stream), cmd_in.i)
         wiring.connect(m, wiring.flipped(self.w_stream), w_in.i)
         i_stream, w_stream = cmd_in.o, w_in.o
@@ -182,6 +185,24 @@ class Accelerator(wiring.Component):
             with m.If(~fin[k]):
                 m.d.comb += part.eq(k)
         m.d.comb += cnt.part.eq(part)
+        # The reset's end, registered: the FIFO's level (an adder), its compare and the AND
+        # over the parts straight into the FSM's next state were the latest path of one
+        # seed's default build (10 logic levels, 11.8 ns). Only idleness seen in RST_WAIT
+        # counts (in the RST cycle the parts have not started their reset pass yet), and
+        # nothing starts while the reset waits, so "all idle" a cycle ago is still true.
+        rst_wait, idle_q = Signal(), Signal()
+        idle = fifo.level == 0
+        for blk in layers + ([ro] if ro is not None else []):
+            idle = idle & ~blk.busy
+        m.d.sync += idle_q.eq(rst_wait & idle)
+        # The step's start reaches each part through a flip-flop of its own, a cycle after
+        # the command: decoded from the command, the write wait and the FIFO straight into
+        # every part's start, it crossed the die into the event readers' enables (6
+        # levels, 11.9 ns, one seed's build at round thirteen)
+        start_d = Signal()
+        for i, blk in enumerate(blocks):
+            m.submodules[f"start{i}"] = rep = Replica(1)
+            m.d.comb += [rep.d.eq(start_d), blk.start.eq(rep.q)]
         with m.FSM() as fsm:
             with m.State("IDLE"):
                 m.d.comb += w_stream.ready.eq(1)
@@ -203,8 +224,7 @@ class Accelerator(wiring.Component):
                         with m.Case(Op.RESET):
                             m.next = "RST"
                 with m.If(go):
-                    m.d.comb += cnt.step_start.eq(1)
-                    m.d.comb += [blk.start.eq(1) for blk in blocks]
+                    m.d.comb += [cnt.step_start.eq(1), start_d.eq(1)]
                     m.d.sync += [x.eq(0) for x in fin + src]
                     m.next = "RUN"
             with m.State("RUN"):
@@ -242,10 +262,8 @@ class Accelerator(wiring.Component):
                 m.next = "RST_WAIT"
             with m.State("RST_WAIT"):
                 m.d.comb += [self.busy.eq(1), fifo.r_en.eq(1)]
-                idle = fifo.level == 0
-                for blk in layers + ([ro] if ro is not None else []):
-                    idle = idle & ~blk.busy
-                with m.If(idle):
+                m.d.comb += rst_wait.eq(1)
+                with m.If(idle_q):
                     m.next = "IDLE"
         one_hot(fsm)                  # (hw.core.fsm: one flip-flop per state)
         return m

@@ -53,6 +53,8 @@ class ColumnStreamer(wiring.Component):
     lanes : Out(array of P `lane_layout`); registered. Each bank keeps the order of the
         events; the banks are not in step with each other.
     busy : Out(1); an event or entry is in flight.
+    busy_q : Out(1); ``busy`` as it was in the previous cycle, from one flip-flop per bank
+        and one for the input (`hw.core.drain`: no OR across the banks before a register).
     wr, wr_en, wr_o, wr_o_en : the write chain through the banks (`write_hops` = P
         registers, one per bank).
 
@@ -65,6 +67,9 @@ class ColumnStreamer(wiring.Component):
 
     #: events a bank may fall behind the fastest bank by (its queue)
     queue_depth = 8
+    #: columns fetched ahead of the one streaming (a bank's B to B4 stages and its column
+    #: FIFO together)
+    col_fifo_depth = 8
 
     def __init__(self, *, banks, mats, weight_bits, state_bits, ubits, gated, mem_ids,
                  bus=None):
@@ -74,7 +79,7 @@ class ColumnStreamer(wiring.Component):
         self.ubits, self.gated, self.mem_ids = ubits, gated, mem_ids
         self.write_hops = banks
         #: cycles from an event's handshake to its first entries on ``lanes`` (empty queue)
-        self.stages = 10 + (len(mats) == 2)
+        self.stages = 13 + (len(mats) == 2)
         self.col_bits = max(1, max(mt.columns for mt in mats).bit_length())
         self.addr_bits = max(mt.ptr_bits for mt in mats)
         for mt in mats:
@@ -83,7 +88,7 @@ class ColumnStreamer(wiring.Component):
         super().__init__({
             "i_stream": In(stream.Signature(col_event_layout(self.col_bits, state_bits))),
             "lanes": Out(data.ArrayLayout(lane_layout(weight_bits, state_bits, ubits), banks)),
-            "busy": Out(1),
+            "busy": Out(1), "busy_q": Out(1),
             **write_members(bus),
         })
 
@@ -94,18 +99,27 @@ class ColumnStreamer(wiring.Component):
         m.submodules.skid = skid = SkidBuffer(ev_layout)
         wiring.connect(m, wiring.flipped(self.i_stream), skid.i)
         src = skid.o
-        # Registered credits: room_b says bank b's queue held at most Q - 3 events in the
-        # cycle before; with at most one event written per cycle (one cycle after its
-        # handshake, through the bank's copy) the queue then has room for this one.
+        # Registered credits: room_b says bank b's queue held at most Q - 4 events in the
+        # cycle before, and ``all_room`` is their AND, registered once more: so it reflects
+        # the levels of two cycles before, which miss at most the events accepted in the
+        # three cycles since (each written one cycle after its handshake, through the
+        # bank's copy); with this cycle's, the queue has room for them all. (The AND of the
+        # P banks' flags, spread over the die, drove the input buffer's ready and its
+        # data registers' enables directly: round twelve's late paths.)
         room = [Signal(name=f"room{b}", init=1) for b in range(P)]
-        all_room = room[0]
+        room_and = room[0]
         for r in room[1:]:
-            all_room = all_room & r
+            room_and = room_and & r
+        all_room = Signal(init=1)
+        m.d.sync += all_room.eq(room_and)
         m.d.comb += src.ready.eq(all_room)
         accept = src.valid & all_room
 
         chain = WriteChain("st")
         busy = src.valid
+        src_q = Signal(name="src_busy_q")
+        m.d.sync += src_q.eq(src.valid)
+        busy_q = src_q
         for b in range(P):
             # the event, registered once more next to the bank (`hw.core.replica`)
             m.submodules[f"in{b}"] = rep = Replica(data.StructLayout(
@@ -114,11 +128,13 @@ class ColumnStreamer(wiring.Component):
             # the queue's output is a register: it addresses the pointer tables
             m.submodules[f"queue{b}"] = q = SyncFIFOBuffered(width=ev_layout.size, depth=Q)
             m.d.comb += [q.w_en.eq(rep.q.we), q.w_data.eq(rep.q.ev)]
-            m.d.sync += room[b].eq(q.level <= Q - 3)
-            bank_busy = self._bank(m, b, q, ev_layout, chain)
-            busy = busy | rep.q.we | (q.level != 0) | bank_busy
+            m.d.sync += room[b].eq(q.level <= Q - 4)
+            bank_busy = rep.q.we | (q.level != 0) | self._bank(m, b, q, ev_layout, chain)
+            bank_q = Signal(name=f"bank_busy_q{b}")
+            m.d.sync += bank_q.eq(bank_busy)
+            busy, busy_q = busy | bank_busy, busy_q | bank_q
         chain.build(m, self.write_hops, self.wr, self.wr_en, self.wr_o, self.wr_o_en)
-        m.d.comb += self.busy.eq(busy)
+        m.d.comb += [self.busy.eq(busy), self.busy_q.eq(busy_q)]
         return m
 
     def _bank(self, m, b, queue, q_layout, chain):
@@ -132,21 +148,34 @@ class ColumnStreamer(wiring.Component):
         def held(shape, name):
             return Signal(shape, name=f"{name}{b}", reset_less=True)
 
-        # The pending event, in three stages that move together (``adv*``) so that columns
-        # follow back to back: B, the pointers are the pointer memory's read data (one word,
-        # start and end: `hw.core.params.MatrixImage.ptr_words`); B2,
-        # registered; B3, with the flags of the column they span. (Computing the flags
-        # straight from the block RAM outputs put ~5.6 ns of clock-to-out, a mux, a
-        # subtraction and the load mux on one path.)
+        # The pending event in four stages that never stall: B, the pointers are the
+        # pointer memory's read data (one word, start and end:
+        # `hw.core.params.MatrixImage.ptr_words`); B2, registered; B3, with the length of
+        # the column they span; B4, with its flags (computing them straight from the block
+        # RAM outputs put ~5.6 ns of clock-to-out, a mux, a subtraction and the load mux on
+        # one path). Then a FIFO of columns (``cols``) from which stage C loads. A credit
+        # counter lets an event be fetched only while the FIFO has room for everything in
+        # flight, so B to B4 load every cycle and need no enable: when they moved together
+        # (``adv = ~b2_v | ~b3_v | ~act | ~many``), that stall signal drove the enables of
+        # every stage register, the queue's read and the pointer block RAMs' CE, and
+        # several of its nets were among the latest of round twelve's and thirteen's
+        # default builds (up to 11.4 ns at one seed).
         pend_v, b2_v, b3_v = (Signal(name=f"{s}_v{b}") for s in ("pend", "b2", "b3"))
-        pend_val, b2_val, b3_val = (held(signed(self.sb), f"{s}_val") for s in ("pend", "b2", "b3"))
-        pend_mat, b2_mat, b3_mat = (held(1, f"{s}_mat") for s in ("pend", "b2", "b3"))
+        pend_val, b2_val = (held(signed(self.sb), f"{s}_val") for s in ("pend", "b2"))
+        pend_mat, b2_mat = (held(1, f"{s}_mat") for s in ("pend", "b2"))
         # B2 keeps each matrix's pointers in registers of its own, next to that matrix's
         # block RAM (the two are placed apart); the matrix is selected on the way to B3
         b2_start = [held(ab, f"b2_start_m{k}_") for k in range(nm)]
         b2_end = [held(ab, f"b2_end_m{k}_") for k in range(nm)]
-        b3_start, b3_end = held(ab, "b3_start"), held(ab, "b3_end")
-        b3_more, b3_many = held(1, "b3_more"), held(1, "b3_many")
+        col = data.StructLayout({"val": signed(self.sb), "mat": 1, "start": ab, "end": ab,
+                                 "more": 1, "many": 1})
+        b3 = Signal(col, name=f"b3_{b}", reset_less=True)      # (without its flags)
+        m.submodules[f"cols{b}"] = cols = SyncFIFOBuffered(width=col.size,
+                                                           depth=self.col_fifo_depth)
+        cf = data.View(col, cols.r_data)
+        # events fetched and not yet loaded into C, and whether one more fits (registered)
+        pending = Signal(range(self.col_fifo_depth + 1), name=f"pending{b}")
+        credit = Signal(name=f"credit{b}", init=1)
         # stage C: the column being streamed; registered flags kept equal to
         # (addr < end) and (end - addr > 1), so that the end of a column is one flip-flop
         act = Signal(name=f"act{b}")
@@ -158,12 +187,12 @@ class ColumnStreamer(wiring.Component):
         d_val, d_mat = held(signed(self.sb), "d_val"), held(1, "d_mat")
 
         can_load = ~act | ~many              # C is free, or streams its last entry now
-        load = can_load & b3_v
-        adv3 = ~b3_v | can_load              # B3 is free or loads into C
-        adv2 = ~b2_v | adv3                  # B2 is free or moves on
-        adv1 = ~pend_v | adv2                # B is free or moves on
-        fetch = queue.r_rdy & adv1
-        m.d.comb += queue.r_en.eq(adv1)
+        load = can_load & cols.r_rdy
+        fetch = queue.r_rdy & credit
+        m.d.comb += [queue.r_en.eq(credit), cols.r_en.eq(can_load)]
+        pending_next = pending + fetch - load
+        m.d.sync += [pending.eq(pending_next),
+                     credit.eq(pending_next < self.col_fifo_depth)]
 
         ent_data = []
         for k, mt in enumerate(self.mats):
@@ -174,9 +203,9 @@ class ColumnStreamer(wiring.Component):
             m.submodules[f"ent{k}_{b}"] = em
             pr = SyncRead(m, pm, name=f"ptr{k}_{b}")
             m.d.comb += [pr.addr.eq(ev.col), pr.en.eq(fetch)]
-            with m.If(adv2):
-                m.d.sync += [b2_start[k].eq(pr.data[:mt.ptr_bits]),
-                             b2_end[k].eq(pr.data[mt.ptr_bits:])]
+            # (the read register holds the last fetch's word, so B2 may load every cycle)
+            m.d.sync += [b2_start[k].eq(pr.data[:mt.ptr_bits]),
+                         b2_end[k].eq(pr.data[mt.ptr_bits:])]
             er = SyncRead(m, em, name=f"ent{k}_{b}")
             m.d.comb += er.addr.eq(addr)
             ent_data.append(er.data)
@@ -184,23 +213,32 @@ class ColumnStreamer(wiring.Component):
                 chain.add(mem_.write_port(),
                           lambda w, wid=wid: (w.mem == wid) & (w.bank == b), key=b)
 
-        with m.If(adv1):
-            m.d.sync += pend_v.eq(fetch)
-        with m.If(fetch):
-            m.d.sync += [pend_val.eq(ev.value), pend_mat.eq(ev.mat)]
-        with m.If(adv2):
-            m.d.sync += [b2_v.eq(pend_v), b2_val.eq(pend_val), b2_mat.eq(pend_mat)]
-        with m.If(adv3):
-            start = b2_start[0] if nm == 1 else Mux(b2_mat, b2_start[1], b2_start[0])
-            stop = b2_end[0] if nm == 1 else Mux(b2_mat, b2_end[1], b2_end[0])
-            left = stop - start
-            m.d.sync += [b3_v.eq(b2_v), b3_val.eq(b2_val), b3_mat.eq(b2_mat),
-                         b3_start.eq(start), b3_end.eq(stop),
-                         b3_more.eq(exceeds(left, 0)), b3_many.eq(exceeds(left, 1))]
+        m.d.sync += [pend_v.eq(fetch), pend_val.eq(ev.value), pend_mat.eq(ev.mat),
+                     b2_v.eq(pend_v), b2_val.eq(pend_val), b2_mat.eq(pend_mat)]
+        # each matrix's flags from its own registers, the matrix selected after them: a
+        # multiplexer before the subtraction's carry chain, then the flags' load, was a
+        # streamer's latest path (9.5 ns at round twelve, seed 4)
+        left = [b2_end[k] - b2_start[k] for k in range(nm)]
+
+        def pick(vals):
+            return vals[0] if nm == 1 else Mux(b2_mat, vals[1], vals[0])
+        # B3 holds the column's length (the subtraction, then the matrix picked), B4 its
+        # flags: with the flags in B3 too, the carry chain and the OR over its bits were
+        # one path of 11 levels (10.2 ns, round thirteen's build at seed 4)
+        b3_left = Signal(signed(ab + 1), name=f"b3_left{b}", reset_less=True)
+        m.d.sync += [b3_v.eq(b2_v), b3.val.eq(b2_val), b3.mat.eq(b2_mat),
+                     b3.start.eq(pick(b2_start)), b3.end.eq(pick(b2_end)),
+                     b3_left.eq(pick(left))]
+        b4_v = Signal(name=f"b4_v{b}")
+        b4 = Signal(col, name=f"b4_{b}", reset_less=True)
+        m.d.sync += [b4_v.eq(b3_v), b4.val.eq(b3.val), b4.mat.eq(b3.mat),
+                     b4.start.eq(b3.start), b4.end.eq(b3.end),
+                     b4.more.eq(exceeds(b3_left, 0)), b4.many.eq(exceeds(b3_left, 1))]
+        m.d.comb += [cols.w_en.eq(b4_v), cols.w_data.eq(b4)]
         issue = act & more
         with m.If(load):
-            m.d.sync += [act.eq(1), act_val.eq(b3_val), act_mat.eq(b3_mat), addr.eq(b3_start),
-                         end.eq(b3_end), more.eq(b3_more), many.eq(b3_many)]
+            m.d.sync += [act.eq(1), act_val.eq(cf.val), act_mat.eq(cf.mat), addr.eq(cf.start),
+                         end.eq(cf.end), more.eq(cf.more), many.eq(cf.many)]
         with m.Else():
             with m.If(act & ~many):
                 m.d.sync += act.eq(0)
@@ -234,4 +272,4 @@ class ColumnStreamer(wiring.Component):
         m.d.comb += [lane.v.eq(lv), lane.w.eq(lw), lane.addr.eq(la), lane.sel.eq(ls)]
         if self.gated:
             m.d.sync += ls.eq(word[wb + ub:wb + ub + 2] + e_mat * 3)
-        return pend_v | b2_v | b3_v | act | d_v | e_v | lane.valid
+        return (pending != 0) | act | d_v | e_v | lane.valid

@@ -73,6 +73,7 @@ class MacLane(wiring.Component):
         the write-back and gather flags.
     rd_data : Out(array of ``slots`` signed(ab)).
     busy : Out(1); an entry is in flight (not yet written back).
+    busy_q : Out(1); ``busy`` as it was in the previous cycle (a flip-flop, `hw.core.drain`).
     wr, wr_en, wr_o, wr_o_en : the write chain through this lane (`write_hops` registers).
     """
 
@@ -92,7 +93,7 @@ class MacLane(wiring.Component):
             "rd_slot": In(range(max(2, slots))), "rd_mask": In(slots),
             "rd_hold": In(1),
             "rd_data": Out(data.ArrayLayout(signed(ab), slots)),
-            "busy": Out(1),
+            "busy": Out(1), "busy_q": Out(1),
             **write_members(bus),
         })
 
@@ -196,11 +197,17 @@ class MacLane(wiring.Component):
         # clock-to-out, a 6:1 mux and a route on the accumulator block RAM's write data:
         # 14.1 ns, the default build's critical path at 1716f21.) LUT RAM on the ECP5: as
         # a block RAM it would cost 8 more DP16KD a layer.
+        # Written in byte lanes, each lane's enable a flip-flop of its own (`WriteChain`):
+        # one enable drove all LUT RAM cells of a lane (48 on the default model), and its net into their WRE
+        # pins (which need a long setup) held 60 of the default build's late endpoints at
+        # round twelve. (Unsigned: Amaranth allows lanes only there; the bits are the same.)
         chain = WriteChain("mac")
-        bm = ram(shape=signed(ab), depth=max(2, S << ub), init=init,
+        bm = ram(shape=unsigned(ab), depth=max(2, S << ub),
+                 init=[x & ((1 << ab) - 1) for x in init],
                  style="distributed" if on_ecp5(platform) else None)
         m.submodules.bias = bm
-        br, bw = SyncRead(m, bm, name="bias_rd"), bm.write_port()
+        lanes = next(k for k in (4, 2, 1) if ab % k == 0)
+        br, bw = SyncRead(m, bm, name="bias_rd"), bm.write_port(granularity=ab // lanes)
         m.d.comb += [br.addr.eq(word(self.rd_addr, self.rd_slot)), br.en.eq(port_en)]
         if S == 6:
             bx_id, bh_id = self.bias_ids
@@ -236,5 +243,8 @@ class MacLane(wiring.Component):
                     with m.If(g1_v & (g1_s == s)):
                         m.d.sync += hold[s].eq(p2_raw)
             m.d.comb += [self.rd_data[s].eq(hold[s]) for s in range(S)]
-        m.d.comb += self.busy.eq(p1[0] | p2[0] | p3[0] | p4[0])
+        busy = p1[0] | p2[0] | p3[0] | p4[0]
+        busy_q = Signal(name="busy_q")
+        m.d.sync += busy_q.eq(busy)
+        m.d.comb += [self.busy.eq(busy), self.busy_q.eq(busy_q)]
         return m

@@ -7,8 +7,8 @@ accumulator slots from its block RAM. The pipeline advances only when ``adv`` is
 by stage (``stages = 18``, from the unit at P0 to the registered result at P18): every stage
 holds at most one carry chain (an add, a rounding add or a subtraction) or one table read or
 one multiply, saturation reads overflow off the top bits (`hw.core.arith.sat`), the
-threshold compare reads the sign and magnitude bits of a registered difference
-(`hw.core.arith.exceeds`), and every memory output is registered before use:
+threshold compare is a carry chain of its own beside the subtraction (two chains in one
+stage, side by side), and every memory output is registered before use:
 
     P0   unit u: its six accumulators, gathered by the MAC lane (`hw.core.mac`)
     P1   register the accumulators
@@ -26,8 +26,8 @@ threshold compare reads the sign and magnitude bits of a registered difference
     P13  z * (c - g) (its output register)
     P14  g + round(z * (c - g)), one adder; read theta[u]
     P15  c^ = sat(.); register theta
-    P16  d = c^ - theta
-    P17  fire = d > 0 (bits of d), soft reset; write c[u]
+    P16  d = c^ - theta, and c^ > theta (a compare of its own)
+    P17  fire (the P16 compare), soft reset; write c[u]
     P18  result registered: fire, y, c
 
 c and theta are read where they are needed rather than at P0, so that 2 x 16 bits are not
@@ -47,7 +47,6 @@ from amaranth.lib.wiring import In, Out
 from .arith import (
     add_rounded_post,
     add_rounded_pre,
-    exceeds,
     narrow_biased,
     round_bias,
     sat,
@@ -223,6 +222,11 @@ class PointwiseLane(wiring.Component):
         s15_th = reg(signed(sb), "s15_th", th_rd.data)
         # P16: d = c^ - theta; whether the unit is real (padding units never fire)
         s16_d = reg(signed(sb + 1), "s16_d", s15_ch - s15_th)
+        # c^ > theta as a compare of its own beside the subtraction (its own carry chain):
+        # read off d's bits at P17 it was two LUT levels of OR before ``fire`` reached the
+        # reset pins of ``y`` and the c write data (8.15 ns of routing, round twelve's
+        # default build at seed 3)
+        s16_gt = reg(1, "s16_gt", s15_ch > s15_th)
         s16_ch = carry(s15_ch, "s16_ch")
         # (a constant where every unit is real: a register loaded with a constant other than
         # its power-up 0 stays a flip-flop, and Yosys merges every lane's copy into one whose
@@ -231,11 +235,11 @@ class PointwiseLane(wiring.Component):
             s16_real = reg(1, "s16_real", u[16] < self.valid_units)
         else:
             s16_real = 1
-        # P17: fire = c^ > theta, read off d's bits; soft reset; write c (c^ - theta wraps to
-        # S bits, as the golden model's does)
+        # P17: fire = c^ > theta; soft reset; write c (c^ - theta wraps to S bits, as the
+        # golden model's does)
         W = N - 1
         ch = s16_ch
-        fire = exceeds(s16_d, 0) & s16_real
+        fire = s16_gt & s16_real
         cn = Signal(signed(sb))
         m.d.comb += cn.eq(Mux(fire, s16_d[:sb].as_signed(), ch))
         with m.If(self.clr_en):

@@ -27,6 +27,8 @@ from amaranth.lib.wiring import In, Out
 
 from hw.fixedpoint import bits_for
 
+from .replica import Replica
+
 __all__ = ["WriteChain", "bus_layout", "chain_blocks", "write_members", "wwrite_layout"]
 
 
@@ -97,18 +99,28 @@ class WriteChain:
             ports = [(p, hit, addr) for k, p, hit, addr in self.targets if k == key]
             bus = Signal(layout, name=f"{self.name}_h{h}", reset_less=True)   # v marks it
             v = Signal(name=f"{self.name}_h{h}_v")
-            hits = Signal(len(ports), name=f"{self.name}_h{h}_hit")
             # the decode is registered with the payload: a memory's write enable is a
             # flip-flop, and the compare sits on the short net from the previous hop
             m.d.sync += [bus.eq(prev), v.eq(prev_v)]
-            m.d.sync += [hits[i].eq(prev_v & hit(prev)) for i, (_, hit, _) in enumerate(ports)]
-            for i, (port, _, addr) in enumerate(ports):
+            for i, (port, hit, addr) in enumerate(ports):
+                hit_d = prev_v & hit(prev)
+                if len(port.en) == 1:
+                    en = Signal(name=f"{self.name}_h{h}_hit{i}")
+                    m.d.sync += en.eq(hit_d)
+                else:
+                    # a write port with byte lanes: one enable flip-flop per lane, kept
+                    # apart (`hw.core.replica`), so that each drives only its lane's share
+                    # of a wide LUT RAM (WRE has a long setup; `hw.core.mac`)
+                    rep = Replica(len(port.en))
+                    m.submodules[f"{self.name}_h{h}_we{i}"] = rep
+                    m.d.comb += rep.d.eq(hit_d.replicate(len(port.en)))
+                    en = rep.q
                 if addr is None:
                     m.d.comb += port.addr.eq(bus.addr[:len(port.addr)])
                 else:
                     pa = Signal(len(port.addr), name=f"{self.name}_h{h}_a{i}", reset_less=True)
                     m.d.sync += pa.eq(addr(prev))
                     m.d.comb += port.addr.eq(pa)
-                m.d.comb += [port.data.eq(bus.data[:len(port.data)]), port.en.eq(hits[i])]
+                m.d.comb += [port.data.eq(bus.data[:len(port.data)]), port.en.eq(en)]
             prev, prev_v = bus, v
         m.d.comb += [wr_o.eq(prev), wr_o_en.eq(prev_v)]
