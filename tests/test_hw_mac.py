@@ -57,6 +57,10 @@ def _run(entries, *, fmt, bias, steps=1):
             ctx.set(dut.i, {"valid": 0})
             while ctx.get(dut.busy):                   # the users wait for ~busy
                 await ctx.tick()
+                # busy_q (the layer's drained snapshot, hw.core.drain) is busy a cycle late
+                assert ctx.get(dut.busy_q) == 1
+            await ctx.tick()
+            assert ctx.get(dut.busy_q) == 0
             ctx.set(dut.ext, 1)
             g = np.zeros_like(acc)
             for u in range(U):                         # read + write back biases

@@ -17,8 +17,8 @@ failure ("Failed to route") is retried with the next seed too; any other nextpnr
 (a bad constraint, a design that does not fit) is reported at once.
 
 Routed Fmax is a draw too: seeds 1, 3 and 4 route the shipped model at 103.46, 98.13
-and 86.87 MHz (round thirteen). ``run_seed_sweep`` places and routes with several seeds and keeps the fastest,
-stopping at the first that meets the clock target.
+and 86.87 MHz (round thirteen). ``run_seed_sweep`` places and routes with several seeds
+and keeps the fastest, stopping at the first that meets the clock target.
 """
 
 from __future__ import annotations

@@ -215,9 +215,9 @@ class ColumnStreamer(wiring.Component):
 
         m.d.sync += [pend_v.eq(fetch), pend_val.eq(ev.value), pend_mat.eq(ev.mat),
                      b2_v.eq(pend_v), b2_val.eq(pend_val), b2_mat.eq(pend_mat)]
-        # each matrix's flags from its own registers, the matrix selected after them: a
-        # multiplexer before the subtraction's carry chain, then the flags' load, was a
-        # streamer's latest path (9.5 ns at round twelve, seed 4)
+        # each matrix's column length from its own registers, the matrix selected after
+        # the subtraction: a multiplexer before its carry chain, then the flags' load,
+        # was a streamer's latest path (9.5 ns at round twelve, seed 4)
         left = [b2_end[k] - b2_start[k] for k in range(nm)]
 
         def pick(vals):
@@ -231,8 +231,7 @@ class ColumnStreamer(wiring.Component):
                      b3_left.eq(pick(left))]
         b4_v = Signal(name=f"b4_v{b}")
         b4 = Signal(col, name=f"b4_{b}", reset_less=True)
-        m.d.sync += [b4_v.eq(b3_v), b4.val.eq(b3.val), b4.mat.eq(b3.mat),
-                     b4.start.eq(b3.start), b4.end.eq(b3.end),
+        m.d.sync += [b4_v.eq(b3_v), b4.eq(b3),        # B3's fields, then its flags set
                      b4.more.eq(exceeds(b3_left, 0)), b4.many.eq(exceeds(b3_left, 1))]
         m.d.comb += [cols.w_en.eq(b4_v), cols.w_data.eq(b4)]
         issue = act & more

@@ -198,9 +198,10 @@ class MacLane(wiring.Component):
         # 14.1 ns, the default build's critical path at 1716f21.) LUT RAM on the ECP5: as
         # a block RAM it would cost 8 more DP16KD a layer.
         # Written in byte lanes, each lane's enable a flip-flop of its own (`WriteChain`):
-        # one enable drove all LUT RAM cells of a lane (48 on the default model), and its net into their WRE
-        # pins (which need a long setup) held 60 of the default build's late endpoints at
-        # round twelve. (Unsigned: Amaranth allows lanes only there; the bits are the same.)
+        # one enable drove all LUT RAM cells of a lane (48 on the default model), and its
+        # net into their WRE pins (which need a long setup) held 60 of the default build's
+        # late endpoints at round twelve. (Unsigned: Amaranth allows lanes only there; the
+        # bits are the same.)
         chain = WriteChain("mac")
         bm = ram(shape=unsigned(ab), depth=max(2, S << ub),
                  init=[x & ((1 << ab) - 1) for x in init],
