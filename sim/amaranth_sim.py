@@ -9,6 +9,10 @@ from amaranth.sim import Simulator
 from hw.core import COUNTERS_SETTLE, Op
 from sw.golden import Golden
 
+#: a step (or a command's handshake) that takes longer than this has hung: the test models
+#: take a few thousand cycles a step
+STEP_CYCLES = 100_000
+
 
 def run_testbench(dut, bench, *, clock=True):
     """Run the async testbench ``bench(ctx)`` on ``dut`` (a sync clock of 100 MHz unless
@@ -22,9 +26,10 @@ def run_testbench(dut, bench, *, clock=True):
 
 def run_accel_amaranth(bundle, steps, *, emit_logits=True, trace=True, stall=False, seed=0,
                        dut=None):
-    """Drive an Accelerator through ``steps`` (list of event lists, ('token', t), ('reset',)
-    or ('write', mem, bank, addr, data): a ``w_stream`` write) in the Amaranth simulator;
-    return (per-step output words, per-step trace beats, counters)."""
+    """Drive an Accelerator through ``steps`` (list of event lists, ('token', t), ('reset',),
+    ('queue', events): EVENT commands with no STEP, or ('write', mem, bank, addr, data): a
+    ``w_stream`` write) in the Amaranth simulator; return (per-step output words, per-step
+    trace beats, counters)."""
     from hw.core import Accelerator
     dut = dut or Accelerator(bundle, trace=trace)
     rng = np.random.default_rng(seed)
@@ -37,11 +42,20 @@ def run_accel_amaranth(bundle, steps, *, emit_logits=True, trace=True, stall=Fal
         if trace:
             ctx.set(dut.o_trace.ready, 1)
 
+        async def handshake(valid, ready, what):
+            # (a hung design fails here, with the command it hung on, not by never ending)
+            ctx.set(valid, 1)
+            for _ in range(STEP_CYCLES):
+                if ctx.get(ready):
+                    await ctx.tick()
+                    ctx.set(valid, 0)
+                    return
+                await ctx.tick()
+            raise AssertionError(f"{what}: not accepted in {STEP_CYCLES} cycles")
+
         async def send(op, index=0, value=0):
             ctx.set(dut.i_stream.payload, {"op": op, "index": index, "value": value})
-            ctx.set(dut.i_stream.valid, 1)
-            await ctx.tick().until(dut.i_stream.ready)
-            ctx.set(dut.i_stream.valid, 0)
+            await handshake(dut.i_stream.valid, dut.i_stream.ready, f"command {op!r}")
 
         for step in steps:
             if isinstance(step, tuple) and step[0] == "token":
@@ -49,19 +63,21 @@ def run_accel_amaranth(bundle, steps, *, emit_logits=True, trace=True, stall=Fal
             elif isinstance(step, tuple) and step[0] == "reset":
                 await send(Op.RESET)
                 continue
+            elif isinstance(step, tuple) and step[0] == "queue":
+                for j, v in step[1]:
+                    await send(Op.EVENT, j, v)
+                continue
             elif isinstance(step, tuple) and step[0] == "write":
                 ctx.set(dut.w_stream.payload, dict(zip(("mem", "bank", "addr", "data"),
                                                        step[1:])))
-                ctx.set(dut.w_stream.valid, 1)
-                await ctx.tick().until(dut.w_stream.ready)
-                ctx.set(dut.w_stream.valid, 0)
+                await handshake(dut.w_stream.valid, dut.w_stream.ready, f"write {step[1:]}")
                 continue
             else:
                 for j, v in step:
                     await send(Op.EVENT, j, v)
                 await send(Op.STEP)
             words, beats = [], []
-            while True:
+            for _ in range(STEP_CYCLES):
                 if stall:
                     ctx.set(dut.o_stream.ready, int(rng.random() < 0.6))
                     if trace:
@@ -79,6 +95,9 @@ def run_accel_amaranth(bundle, steps, *, emit_logits=True, trace=True, stall=Fal
                 await ctx.tick()
                 if done:
                     break
+            else:
+                raise AssertionError(f"step {len(result['words'])}: no last output word in "
+                                     f"{STEP_CYCLES} cycles")
             result["words"].append(words)
             result["beats"].append(beats)
         for _ in range(COUNTERS_SETTLE):
@@ -113,8 +132,8 @@ def check_against_golden(bundle, steps, result, *, emit_logits=True, trace=True)
         if isinstance(step, tuple) and step[0] == "reset":
             g.reset()
             continue
-        if isinstance(step, tuple) and step[0] == "write":
-            continue
+        if isinstance(step, tuple) and step[0] in ("write", "queue"):
+            continue             # (queued events: only before a RESET, which drops them)
         if isinstance(step, tuple):
             st = g.step_token(step[1])
         else:

@@ -60,14 +60,17 @@ def test_seeds_option_reaches_the_build(monkeypatch):
     assert (seen["opts"].seed, seen["opts"].seeds) == (1, 3)
 
 
-@pytest.mark.parametrize("argv,expected", [([], False), (["--bram-outreg"], True)])
-def test_bram_outreg_option(monkeypatch, argv, expected):
-    """The block-RAM output-register stage (hw.build.outreg) is off unless asked for."""
+@pytest.mark.parametrize("flag,field", [("--bram-outreg", "bram_outreg"),
+                                        ("--floorplan", "floorplan")])
+@pytest.mark.parametrize("given", [False, True])
+def test_optional_netlist_stages_are_off_unless_asked_for(monkeypatch, flag, field, given):
+    """The block-RAM output-register stage (hw.build.outreg) and the floorplan stage
+    (hw.build.floorplan) run only when asked for."""
     seen = {}
     monkeypatch.setattr(cli, "build", lambda opts: seen.setdefault("opts", opts))
-    assert cli.main(["--board", "ulx3s", *argv]) == 0
-    assert seen["opts"].bram_outreg is expected
-    assert BuildOptions().bram_outreg is False
+    assert cli.main(["--board", "ulx3s", *([flag] if given else [])]) == 0
+    assert getattr(seen["opts"], field) is given
+    assert getattr(BuildOptions(), field) is False
 
 
 def test_report_line_for_bram_outreg():
@@ -190,7 +193,7 @@ def test_small_configuration_to_bitstream(tmp_path, capsys):
     # through nextpnr and ecppack here)
     report = build(BuildOptions(board="ulx3s", device="12F", bundle=str(path),
                                 out=str(out), pnr_opts="--detailed-timing-report",
-                                bram_outreg=True, seeds=2), log=print)
+                                bram_outreg=True, floorplan=True, seeds=2), log=print)
     assert (out / "top.bit").stat().st_size > 100_000
     data = json.loads((out / "report.json").read_text())
     assert data["fmax"] and data["resources"]
@@ -209,6 +212,10 @@ def test_small_configuration_to_bitstream(tmp_path, capsys):
     assert outreg["enabled"] and outreg["read_ports"] >= outreg["absorbed"] > 0
     assert outreg["flip_flops"] >= outreg["absorbed"]
     assert "- block-RAM output registers: " in md
+    # the floorplan stage ran, and says why it pinned nothing on a 12F (no site grid)
+    assert "floorplan" in report["stages_s"]
+    assert data["floorplan"]["pinned"] == 0
+    assert "- floorplan: none (no site grid for LFE5U-12F" in md
     # the default seed first, then the next ones; a seed whose placement leaves an arc
     # unroutable (hw.build.pnr) is skipped, and the report says why
     stopped, sweep = data["stopped_routes"], data["seed_sweep"]

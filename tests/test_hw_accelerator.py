@@ -22,6 +22,19 @@ def test_lm_steps_match_golden(tmp_path, banks, hidden, stall):
     assert r["counters"]["steps"] == 6
 
 
+def test_reset_drops_queued_events(tmp_path):
+    """Events queued (EVENT, no STEP) and then RESET never reach a step: the input queue and
+    the skid buffer after it both drain in RST_WAIT."""
+    b = load_bundle(random_bundle(tmp_path / "b", layers=2, hidden=[6, 5], vocab=7, banks=2,
+                                  sparsity=0.3, seed=9))
+    one = 1 << b.format.state_frac
+    steps = [("token", 1), ("queue", [(3, one), (5, one), (6, -one)]), ("reset",),
+             ("token", 2), ("token", 4), ("queue", [(0, one)]), ("reset",), ("token", 0)]
+    r = run_accel_amaranth(b, steps, seed=2)
+    check_against_golden(b, steps, r)
+    assert r["counters"]["steps"] == 4
+
+
 def test_persistent_rnn_matches_golden(tmp_path):
     from sw.golden import Golden
     b = load_bundle(random_bundle(tmp_path / "b", layers=1, hidden=6, banks=2, kind="rnn",

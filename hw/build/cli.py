@@ -61,6 +61,10 @@ def parser() -> argparse.ArgumentParser:
                     help="ECP5: move the registers after block-RAM reads into the DP16KDs' "
                          "output registers (hw.build.outreg; off by default: it did not raise "
                          "the shipped model's Fmax, docs/build.md)")
+    ap.add_argument("--floorplan", action="store_true",
+                    help="ECP5 85F: pin each lane's block RAMs and multipliers next to each "
+                         "other, each part in a slab of its own (hw.build.floorplan; off by "
+                         "default: it lowered the shipped model's Fmax, docs/build.md)")
     ap.add_argument("--system-tools", action="store_true",
                     help="prefer yosys/nextpnr on PATH over the YoWASP ones")
     ap.add_argument("--stub-core", action="store_true", help=argparse.SUPPRESS)
@@ -91,7 +95,7 @@ def main(argv=None) -> int:
                         bench=args.bench, activity=args.activity,
                         prefer_system_tools=args.system_tools, stub_core=args.stub_core,
                         synth_opts=args.synth_opts, pnr_opts=args.pnr_opts,
-                        bram_outreg=args.bram_outreg)
+                        bram_outreg=args.bram_outreg, floorplan=args.floorplan)
     try:
         build(opts)
     except FitError as exc:

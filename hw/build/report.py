@@ -237,10 +237,19 @@ def cycles_per_token(bundle, bench=None, activity=None, bench_dir=BENCH_DIR) -> 
     return estimate_cycles(bundle, activity)
 
 
+def _floorplan_text(fp: dict) -> str:
+    if not fp.get("enabled"):
+        return "off (--floorplan turns it on)"
+    if fp.get("skipped"):
+        return f"none ({fp['skipped']})"
+    slabs = ", ".join(f"{p} EBR groups {g0}-{g0 + n - 1}" for p, (g0, n) in fp["parts"].items())
+    return f"{fp['pinned']} block RAMs and multipliers pinned lane by lane ({slabs})"
+
+
 def make_report(*, bundle, board, device, fit, pnr: dict | None, clock: dict, stages: dict,
                 bench=None, baud: int, out_dir, tools: dict, bitstream,
                 activity=None, routed=None, pnr_options: str | None = None,
-                bram_outreg: dict | None = None) -> dict:
+                bram_outreg: dict | None = None, floorplan: dict | None = None) -> dict:
     fam = device.family
     rows = []
     util = (pnr or {}).get("utilization", {})
@@ -275,6 +284,7 @@ def make_report(*, bundle, board, device, fit, pnr: dict | None, clock: dict, st
         "late_from_bram": (pnr or {}).get("late_from_bram"),
         # hw.build.outreg: block-RAM read ports whose register became the DP16KD's own
         "bram_outreg": bram_outreg,
+        "floorplan": floorplan,
         "cycles_per_token": cyc,
         "throughput": {
             "clock_mhz": run_mhz, "tokens_per_s": tps,
@@ -345,6 +355,8 @@ def write_report(report: dict, out_dir) -> tuple[Path, Path]:
     lines.append(f"- what limits Fmax: {_limit_text(r)}")
     if r.get("bram_outreg"):
         lines.append(f"- block-RAM output registers: {_outreg_text(r['bram_outreg'])}")
+    if r.get("floorplan"):
+        lines.append(f"- floorplan: {_floorplan_text(r['floorplan'])}")
     if r.get("late_blocks"):
         lines += ["", ("Late endpoints by block (arrival later than the target period; "
                        "`--detailed-timing-report`):"), "",

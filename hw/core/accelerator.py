@@ -142,11 +142,28 @@ class Accelerator(wiring.Component):
             m.d.sync += wr_wait.eq(wr_wait - 1)
         m.d.comb += wr_busy.eq(w_stream.valid | (wr_wait != 0))
 
-        # input queue -> layer 0
-        fifo_out = data.View(ev_layout, fifo.r_data)
+        rst_wait, idle_q = Signal(), Signal()     # (the FSM's RST_WAIT state; below)
+        # RST_WAIT again, as a flip-flop of its own next to the skid buffer below (set on
+        # entering the state, cleared on leaving it): decoded from the FSM's state across the
+        # die into the skid's ready and its registers' enables, it was one seed's latest
+        # path at round fourteen (8.9 ns, 7.7 of it routing)
+        flush = Signal()
+        # input queue -> skid buffer -> layer 0. The queue's read data is its block RAM's
+        # output: straight into layer 0's event multiplexer, with layer 0's ready on the
+        # RAM's CE and the queue's level, it was one seed's latest path at round thirteen.
+        # The skid's ready is a flip-flop next to the queue. An event in the skid is
+        # layer 0's ``i_stream.valid``; RST_WAIT drains it with the queue (a reset drops
+        # queued events).
+        m.submodules.q_out = q_out = SkidBuffer(ev_layout)
         l0 = layers[0]
-        m.d.comb += [l0.i_stream.valid.eq(fifo.r_rdy), l0.i_stream.payload.eq(fifo_out),
-                     fifo.r_en.eq(l0.i_stream.ready), l0.i_busy.eq(fifo.level != 0)]
+        m.d.comb += [q_out.i.valid.eq(fifo.r_rdy), q_out.i.payload.eq(fifo.r_data),
+                     fifo.r_en.eq(q_out.i.ready),
+                     l0.i_stream.payload.eq(q_out.o.payload),
+                     l0.i_busy.eq(fifo.level != 0)]
+        with m.If(flush):
+            m.d.comb += q_out.o.ready.eq(1)
+        with m.Else():
+            m.d.comb += [l0.i_stream.valid.eq(q_out.o.valid), q_out.o.ready.eq(l0.i_stream.ready)]
         # Events pass from part to part through a skid buffer: the consumer's ready (and
         # its event mux) and the producer's serializer are then two register stages apart,
         # not one path between two blocks. An event in the skid is on its ``o.valid``, so
@@ -190,8 +207,7 @@ class Accelerator(wiring.Component):
         # seed's default build (10 logic levels, 11.8 ns). Only idleness seen in RST_WAIT
         # counts (in the RST cycle the parts have not started their reset pass yet), and
         # nothing starts while the reset waits, so "all idle" a cycle ago is still true.
-        rst_wait, idle_q = Signal(), Signal()
-        idle = fifo.level == 0
+        idle = (fifo.level == 0) & ~q_out.o.valid
         for blk in layers + ([ro] if ro is not None else []):
             idle = idle & ~blk.busy
         m.d.sync += idle_q.eq(rst_wait & idle)
@@ -259,11 +275,12 @@ class Accelerator(wiring.Component):
                     m.d.comb += layer.reset.eq(1)
                 if ro is not None:
                     m.d.comb += ro.reset.eq(1)
+                m.d.sync += flush.eq(1)
                 m.next = "RST_WAIT"
             with m.State("RST_WAIT"):
-                m.d.comb += [self.busy.eq(1), fifo.r_en.eq(1)]
-                m.d.comb += rst_wait.eq(1)
+                m.d.comb += [self.busy.eq(1), rst_wait.eq(1)]
                 with m.If(idle_q):
+                    m.d.sync += flush.eq(0)
                     m.next = "IDLE"
         one_hot(fsm)                  # (hw.core.fsm: one flip-flop per state)
         return m

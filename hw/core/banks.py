@@ -59,10 +59,11 @@ class ColumnStreamer(wiring.Component):
         registers, one per bank).
 
     Latency: an event's first entries reach ``lanes`` `stages` cycles after its
-    ``i_stream`` handshake when its bank's queue is empty. Events enter through a
-    `SkidBuffer` (``i_stream.ready`` is a flip-flop), then are copied to every bank's queue
-    through a register next to the bank (`hw.core.replica`). The only signal that depends on
-    all banks is the skid's ``ready``: an AND of the banks' registered credits.
+    ``i_stream`` handshake when its bank's queue is empty. Events enter through two
+    `SkidBuffer` stages (``i_stream.ready`` is a flip-flop), then are copied to every
+    bank's queue through a register next to the bank (`hw.core.replica`). The only signal
+    that depends on all banks is the skid's ``ready``: an AND of the banks' registered
+    credits.
     """
 
     #: events a bank may fall behind the fastest bank by (its queue)
@@ -79,7 +80,7 @@ class ColumnStreamer(wiring.Component):
         self.ubits, self.gated, self.mem_ids = ubits, gated, mem_ids
         self.write_hops = banks
         #: cycles from an event's handshake to its first entries on ``lanes`` (empty queue)
-        self.stages = 13 + (len(mats) == 2)
+        self.stages = 14 + (len(mats) == 2)
         self.col_bits = max(1, max(mt.columns for mt in mats).bit_length())
         self.addr_bits = max(mt.ptr_bits for mt in mats)
         for mt in mats:
@@ -96,8 +97,15 @@ class ColumnStreamer(wiring.Component):
         m = Module()
         P, Q = self.banks, self.queue_depth
         ev_layout = col_event_layout(self.col_bits, self.sb)
+        # Two skid buffers in a row: the first is pulled towards the event sources (the
+        # layer's event multiplexer over the link from the part below and the layer's own
+        # event store), the second towards the banks it broadcasts to, spread over the die;
+        # with one, the multiplexer's inputs crossed that distance into it in one cycle
+        # (9.4-10.2 ns into its registers, every seed of round thirteen).
+        m.submodules.skid_in = pre = SkidBuffer(ev_layout)
         m.submodules.skid = skid = SkidBuffer(ev_layout)
-        wiring.connect(m, wiring.flipped(self.i_stream), skid.i)
+        wiring.connect(m, wiring.flipped(self.i_stream), pre.i)
+        wiring.connect(m, pre.o, skid.i)
         src = skid.o
         # Registered credits: room_b says bank b's queue held at most Q - 4 events in the
         # cycle before, and ``all_room`` is their AND, registered once more: so it reflects
@@ -116,9 +124,9 @@ class ColumnStreamer(wiring.Component):
         accept = src.valid & all_room
 
         chain = WriteChain("st")
-        busy = src.valid
+        busy = src.valid | pre.o.valid
         src_q = Signal(name="src_busy_q")
-        m.d.sync += src_q.eq(src.valid)
+        m.d.sync += src_q.eq(busy)
         busy_q = src_q
         for b in range(P):
             # the event, registered once more next to the bank (`hw.core.replica`)

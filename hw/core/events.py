@@ -6,7 +6,7 @@ walks the beats and serializes their events in increasing unit order, one event 
 with no bubbles (the next beat is read while the current one drains).
 """
 
-from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -69,14 +69,25 @@ class BeatSerializer(wiring.Component):
         # up to 10.3 ns (round eleven, seed 4).
         rz, r1 = Signal(init=1), Signal(init=1)
 
+        # rem's lowest set bit, kept in flip-flops loaded with rem (binary ``sel`` and one-hot
+        # ``oh``): the event's value is then an AND-OR over the lanes. (The priority encoder
+        # over rem, then an 8:1 multiplexer, then the output skid buffer's own multiplexer
+        # were up to 10 ns into ``fwd_out``/``rec_out``, every seed of round thirteen.)
         sel = Signal(range(max(2, P)))
-        for b in reversed(range(P)):             # lowest set bit wins
-            with m.If(rem[b]):
-                m.d.comb += sel.eq(b)
+        oh = Signal(P)
+
+        def lowest(x):                           # (binary, one-hot) of x's lowest set bit
+            b_, o_ = Const(0, len(sel)), Const(0, P)
+            for b in reversed(range(P)):
+                b_, o_ = Mux(x[b], b, b_), Mux(x[b], 1 << b, o_)
+            return b_, o_
+        value = Const(0, signed(len(cur.y[0])))
+        for b in range(P):
+            value = value | Mux(oh[b], cur.y[b], 0)
         m.d.comb += [
             self.o_stream.valid.eq(~rz),
             self.o_stream.payload.index.eq(cur.u * P + sel),
-            self.o_stream.payload.value.eq(cur.y[sel]),
+            self.o_stream.payload.value.eq(value),
         ]
         take = self.o_stream.valid & self.o_stream.ready
         # rem after this cycle's transfer is empty: it was, or it held one event and sent it
@@ -92,15 +103,16 @@ class BeatSerializer(wiring.Component):
         m.d.sync += lt.eq(Mux(issue, ptr + 1 < self.count, ptr < self.count))
         m.d.comb += [self.rd_addr.eq(ptr), self.rd_en.eq(issue)]
         # rem and its flags: the new beat's mask, or rem less its lowest event, or as is
-        rest = rem & (rem - 1)
+        rest = rem & ~oh
         mask = self.rd_data.mask
         with m.If(load):
             m.d.sync += [cur.eq(self.rd_data), rem.eq(mask), rz.eq(mask == 0),
-                         r1.eq(_at_most(mask, 1))]
+                         r1.eq(_at_most(mask, 1)), Cat(sel, oh).eq(Cat(*lowest(mask)))]
         with m.Elif(take):
             # one event leaves: rem is now empty if it held one, and holds at most one if it
             # held at most two
-            m.d.sync += [rem.eq(rest), rz.eq(r1), r1.eq(_at_most(rem, 2))]
+            m.d.sync += [rem.eq(rest), rz.eq(r1), r1.eq(_at_most(rem, 2)),
+                         Cat(sel, oh).eq(Cat(*lowest(rest)))]
         with m.If(issue):
             m.d.sync += [ptr.eq(ptr + 1), s1v.eq(1)]
         with m.Elif(load):

@@ -22,9 +22,10 @@ RAM-capable LUT sites, and the default build did not finish routing (docs/build.
 RAM has one read port, so outside the accumulation phase the pointwise unit reads the slots
 one per cycle (``rd_en``, ``rd_addr``, ``rd_slot``): the read data is registered (G1, like
 M1) and then gathered into ``rd_data[slot]`` (G2): ``rd_data`` holds a unit's six
-accumulators ``gather_latency = 3`` cycles after its last slot's read. The cycle after a
+accumulators ``gather_latency = 3`` cycles after its last slot's read. Two cycles after a
 slot is read, it is overwritten with its bias if ``rd_mask`` selects it, so the next step
-starts from the biases with no extra pass. ``busy`` is 1 while an entry has not been written
+starts from the biases with no extra pass (the bias memory is read a cycle after the
+accumulators, from an address register of its own). ``busy`` is 1 while an entry has not been written
 back; a user hands the ports to ``rd_*`` (``ext``) only once it is 0. A single-slot lane
 (the readout's logits) keeps its accumulators in LUT RAM and gives ``rd_data`` straight from
 the read port, the cycle after ``rd_en``.
@@ -64,8 +65,8 @@ class MacLane(wiring.Component):
     ext : In(1); 1 hands the accumulator read port to ``rd_*`` (pointwise / readout phase).
     rd_en, rd_addr, rd_slot, rd_mask : In; read slot ``rd_slot`` at ``rd_addr`` (a
         single-slot lane: data on ``rd_data[0]`` the next cycle; more slots: gathered into
-        ``rd_data[rd_slot]`` three cycles later); the next cycle, write the slot's bias back
-        if bit ``rd_slot`` of ``rd_mask`` is set.
+        ``rd_data[rd_slot]`` three cycles later); two cycles later, write the slot's bias
+        back if bit ``rd_slot`` of ``rd_mask`` is set.
     rd_hold : In(1); 1: the read port (and the gather registers) hold while ``rd_en`` is 0
         (the readout's stalled scan reads the same data again; the pointwise lane stalls
         under back-pressure). 0: the read port reads every cycle while ``ext``, so the
@@ -208,8 +209,16 @@ class MacLane(wiring.Component):
                  style="distributed" if on_ecp5(platform) else None)
         m.submodules.bias = bm
         lanes = next(k for k in (4, 2, 1) if ab % k == 0)
+        # Read a cycle after the accumulators, from an address register of the lane's
+        # own: driven straight from the layer's control copy, the 4 address bits fanned out
+        # to all of the lane's LUT RAM cells and through the slot multiplexer in the same
+        # cycle (9.7 ns, 87% routing: the latest path of round thirteen's default build).
+        # Read and registered every cycle, no enable: the bias of the slot read in cycle t
+        # is in ``br.data`` at t+2, where the write-back (``wb2``) takes it.
         br, bw = SyncRead(m, bm, name="bias_rd"), bm.write_port(granularity=ab // lanes)
-        m.d.comb += [br.addr.eq(word(self.rd_addr, self.rd_slot)), br.en.eq(port_en)]
+        bias_addr = data_reg(br.addr.shape(), "bias_addr")
+        m.d.sync += bias_addr.eq(word(self.rd_addr, self.rd_slot))
+        m.d.comb += br.addr.eq(bias_addr)
         if S == 6:
             bx_id, bh_id = self.bias_ids
 
@@ -223,9 +232,15 @@ class MacLane(wiring.Component):
         else:
             chain.add(bw, lambda w: (w.mem == self.bias_ids[0]) & (w.bank == self.bank))
         chain.build(m, self.write_hops, self.wr, self.wr_en, self.wr_o, self.wr_o_en)
-        with m.If(wb_v):
-            m.d.comb += [aw.addr.eq(word(wb_addr, wb_slot)), aw.data.eq(br.data),
-                         aw.en.eq(wb_mask.bit_select(wb_slot, 1))]
+        # the write-back, a cycle after the read's registers (when the bias is there)
+        wb2_v = Signal()
+        wb2_addr, wb2_slot = data_reg(ub, "wb2_addr"), data_reg(self.rd_slot.shape(), "wb2_slot")
+        wb2_mask = Signal(S, name="wb2_mask", init=(1 << S) - 1, reset_less=True)  # (as wb_mask)
+        m.d.sync += [wb2_v.eq(wb_v), wb2_addr.eq(wb_addr), wb2_slot.eq(wb_slot),
+                     wb2_mask.eq(wb_mask)]
+        with m.If(wb2_v):
+            m.d.comb += [aw.addr.eq(word(wb2_addr, wb2_slot)), aw.data.eq(br.data),
+                         aw.en.eq(wb2_mask.bit_select(wb2_slot, 1))]
         with m.Else():
             m.d.comb += [aw.addr.eq(word(p4[2], p4[1])), aw.data.eq(p4_sum), aw.en.eq(p4[0])]
 

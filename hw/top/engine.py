@@ -252,8 +252,8 @@ class CommandEngine(wiring.Component):
                         m.next = name
 
             # PING payload (after status) and counter bytes go out one by one by index k,
-            # from registers loaded every cycle (`nbyte`, `nlast`, below the FSM): two wait
-            # states after each byte let them follow k.
+            # from registers loaded every cycle (`nbyte`, `nlast`, below the FSM): three
+            # wait states after each byte let them follow k.
             for name, last_k in (("PING", len(self.ping_bytes) - 2),
                                  ("COUNTERS", protocol.COUNTER_BYTES - 1)):
                 with m.State(name):
@@ -270,6 +270,8 @@ class CommandEngine(wiring.Component):
                 with m.State(name + "_W"):
                     m.next = name + "_W2"
                 with m.State(name + "_W2"):
+                    m.next = name + "_W3"
+                with m.State(name + "_W3"):
                     m.next = name
 
             with m.State("RESET"), m.If(self.c_cmd.ready):
@@ -368,33 +370,45 @@ class CommandEngine(wiring.Component):
 
         one_hot(fsm)                          # (its state exists once the block is closed)
 
-        # The next PING or counter byte, from k in two register stages loaded every cycle
+        # The next PING or counter byte, from k in three register stages loaded every cycle
         # (no enable): the counter snapshot's 96-way byte multiplexer, indexed by k straight
         # into the transmitter's input register, was the tiny build's latest path on one
-        # seed (8.7 ns, 80% routing), and still 9.4-9.6 ns into one register. Stage one
-        # picks a group of eight bytes by k's high bits (and the PING ROM's byte), stage two
-        # the byte in the group. (Switches in the sync domain: an `always @*` that assigns
-        # constants runs in Icarus only when k changes, and k often does not.)
+        # seed (8.7 ns, 80% routing), and still 9.4-9.6 ns into one register. The PING ROM's
+        # byte is registered twice to keep step. (Switches in the sync domain: an `always
+        # @*` that assigns constants runs in Icarus only when k changes, and k often does
+        # not.)
         rom = self.ping_bytes[1:]
         groups = -(-protocol.COUNTER_BYTES // 8)
-        snap_w = Cat(snap, Const(0, 64 * groups - len(snap)))
+        quads = -(-groups // 4)
+        snap_w = Cat(snap, Const(0, 64 * 4 * quads - len(snap)))
+        # Stage one: in each quad of groups, the group that k[3:5] names (the 12-way group
+        # multiplexer from the snapshot into one register was 18 late endpoints, 9.3 ns,
+        # at round fourteen); stage two: the quad, by k's top bits; stage three: the byte.
+        quad = [Signal(64, name=f"quad{j}") for j in range(quads)]
         grp = Signal(64)
-        rom_q = Signal(8)
-        m.d.sync += [grp.eq(0), rom_q.eq(0)]
-        with m.Switch(k[3:]):
-            for i in range(groups):
-                with m.Case(i):
-                    m.d.sync += grp.eq(snap_w[64 * i:64 * i + 64])
+        rom_q, rom_q2 = Signal(8), Signal(8)
+        m.d.sync += [grp.eq(0), rom_q.eq(0), rom_q2.eq(rom_q)]
+        for j in range(quads):
+            m.d.sync += quad[j].eq(0)
+            with m.Switch(k[3:5]):
+                for i in range(4):
+                    with m.Case(i):
+                        g = 4 * j + i
+                        m.d.sync += quad[j].eq(snap_w[64 * g:64 * g + 64])
+        k1, k2 = Signal.like(k), Signal.like(k)
+        with m.Switch(k1[5:]):
+            for j in range(quads):
+                with m.Case(j):
+                    m.d.sync += grp.eq(quad[j])
         with m.Switch(k):
             for i, b in enumerate(rom):
                 with m.Case(i):
                     m.d.sync += rom_q.eq(b)
         in_counters = ret == RET_COUNTERS
-        k1 = Signal.like(k)
-        m.d.sync += [k1.eq(k),
-                     nbyte.eq(Mux(in_counters, grp.word_select(k1[:3], 8), rom_q)),
-                     nlast.eq(Mux(in_counters, k1 == protocol.COUNTER_BYTES - 1,
-                                  k1 == len(rom) - 1))]
+        m.d.sync += [k1.eq(k), k2.eq(k1),
+                     nbyte.eq(Mux(in_counters, grp.word_select(k2[:3], 8), rom_q2)),
+                     nlast.eq(Mux(in_counters, k2 == protocol.COUNTER_BYTES - 1,
+                                  k2 == len(rom) - 1))]
 
         # A frame that cannot run now (bad CRC or length, or the engine was busy) gets an
         # error response when the engine is next idle. After the FSM: it wins over the
