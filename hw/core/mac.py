@@ -38,6 +38,7 @@ from amaranth.lib.wiring import In, Out
 from .banks import lane_layout
 from .dsp import RegisteredMul
 from .ram import SyncRead, ram
+from .replica import Replica
 from .target import on_ecp5
 from .wport import WriteChain, write_members
 
@@ -215,10 +216,13 @@ class MacLane(wiring.Component):
         # cycle (9.7 ns, 87% routing: the latest path of round thirteen's default build).
         # Read and registered every cycle, no enable: the bias of the slot read in cycle t
         # is in ``br.data`` at t+2, where the write-back (``wb2``) takes it.
+        # (A `Replica`: as a plain register, synthesis merged it with the write-back's
+        # wb_addr / wb_slot, which hold the same bits, next to the accumulator block RAM:
+        # 7 ns of routing from there to the LUT RAM, round fourteen's build e at seed 1.)
         br, bw = SyncRead(m, bm, name="bias_rd"), bm.write_port(granularity=ab // lanes)
-        bias_addr = data_reg(br.addr.shape(), "bias_addr")
-        m.d.sync += bias_addr.eq(word(self.rd_addr, self.rd_slot))
-        m.d.comb += br.addr.eq(bias_addr)
+        m.submodules.bias_addr = bias_addr = Replica(len(br.addr))
+        m.d.comb += [bias_addr.d.eq(word(self.rd_addr, self.rd_slot)),
+                     br.addr.eq(bias_addr.q)]
         if S == 6:
             bx_id, bh_id = self.bias_ids
 
