@@ -141,6 +141,9 @@ def test_what_does_not_fit_is_left_to_the_placer(tmp_path):
     assert floorplan_file(path, "LFE5U-85F").pinned == 200
     assert len(_bels(json.loads(path.read_text()))) == 200
     assert main([str(tmp_path / "missing.json")]) == 2
+    (tmp_path / "bad.json").write_text("{not json")
+    assert main([str(tmp_path / "bad.json")]) == 2
+    assert (tmp_path / "bad.json").read_text() == "{not json"     # left as it was
 
 
 @pytest.mark.parametrize("banks", [1, 3])

@@ -225,7 +225,12 @@ def main(argv=None) -> int:
     if not args.netlist.is_file():
         print(f"error: no netlist at {args.netlist}", file=sys.stderr)
         return 2
-    res = floorplan_file(args.netlist, args.device, args.out)
+    try:
+        res = floorplan_file(args.netlist, args.device, args.out)
+    except (json.JSONDecodeError, KeyError) as exc:
+        print(f"error: {args.netlist} is not a Yosys JSON netlist ({exc}); pass the "
+              f"top.json that synthesis wrote", file=sys.stderr)
+        return 2
     print(res.summary())
     return 0
 
