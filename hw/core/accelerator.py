@@ -2,7 +2,6 @@
 
 from amaranth.hdl import Module, Signal, signed
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from .banks import wwrite_layout
@@ -11,6 +10,7 @@ from .events import event_layout
 from .fsm import one_hot
 from .layer import Layer, trace_layout
 from .params import core_params, mem_ids, write_bus
+from .queue import EventQueue
 from .readout import Readout, out_word_layout
 from .replica import Replica
 from .skid import HoldBuffer, SkidBuffer
@@ -91,7 +91,7 @@ class Accelerator(wiring.Component):
         sb = f.state_bits
         ev_layout = event_layout(sb)
 
-        m.submodules.fifo = fifo = SyncFIFOBuffered(width=ev_layout.size, depth=p.fifo_depth)
+        m.submodules.fifo = fifo = EventQueue(ev_layout, depth=p.fifo_depth)
         layers = []
         for lp in p.layers:
             layer = Layer(lp, p, ids, trace=self.trace)
@@ -134,13 +134,17 @@ class Accelerator(wiring.Component):
         blocks = layers + ([ro] if ro is not None else [])
         chain_blocks(m, wr, wr_en, blocks)
         # a write lands within `write_latency` cycles of its handshake: no command until then
+        # (``wr_wait != 0`` is kept as a flip-flop, ``wr_nz``: the compare sat on the path
+        # from the command's handshake to the queue's write and every part's start)
         wr_wait = Signal(range(self.write_latency + 1))
+        wr_nz = Signal()
         wr_busy = Signal()
         with m.If(w_stream.valid & w_stream.ready):         # (past the skid buffer)
-            m.d.sync += wr_wait.eq(self.write_latency - 1)
-        with m.Elif(wr_wait != 0):
-            m.d.sync += wr_wait.eq(wr_wait - 1)
-        m.d.comb += wr_busy.eq(w_stream.valid | (wr_wait != 0))
+            m.d.sync += [wr_wait.eq(self.write_latency - 1),
+                         wr_nz.eq(self.write_latency - 1 != 0)]
+        with m.Elif(wr_nz):
+            m.d.sync += [wr_wait.eq(wr_wait - 1), wr_nz.eq(wr_wait != 1)]
+        m.d.comb += wr_busy.eq(w_stream.valid | wr_nz)
 
         rst_wait, idle_q = Signal(), Signal()     # (the FSM's RST_WAIT state; below)
         # RST_WAIT again, as a flip-flop of its own next to the skid buffer below (set on
@@ -151,15 +155,15 @@ class Accelerator(wiring.Component):
         # input queue -> skid buffer -> layer 0. The queue's read data is its block RAM's
         # output: straight into layer 0's event multiplexer, with layer 0's ready on the
         # RAM's CE and the queue's level, it was one seed's latest path at round thirteen.
-        # The skid's ready is a flip-flop next to the queue. An event in the skid is
-        # layer 0's ``i_stream.valid``; RST_WAIT drains it with the queue (a reset drops
-        # queued events).
+        # The skid's ready is a flip-flop next to the queue, and the queue's own output is
+        # a flip-flop loaded from the block RAM with no logic between (hw.core.queue). An
+        # event in the skid is layer 0's ``i_stream.valid``; RST_WAIT drains it with the
+        # queue (a reset drops queued events).
         m.submodules.q_out = q_out = SkidBuffer(ev_layout)
         l0 = layers[0]
-        m.d.comb += [q_out.i.valid.eq(fifo.r_rdy), q_out.i.payload.eq(fifo.r_data),
-                     fifo.r_en.eq(q_out.i.ready),
-                     l0.i_stream.payload.eq(q_out.o.payload),
-                     l0.i_busy.eq(fifo.level != 0)]
+        wiring.connect(m, fifo.o, q_out.i)
+        m.d.comb += [l0.i_stream.payload.eq(q_out.o.payload),
+                     l0.i_busy.eq(fifo.nonempty)]
         with m.If(flush):
             m.d.comb += q_out.o.ready.eq(1)
         with m.Else():
@@ -207,7 +211,7 @@ class Accelerator(wiring.Component):
         # seed's default build (10 logic levels, 11.8 ns). Only idleness seen in RST_WAIT
         # counts (in the RST cycle the parts have not started their reset pass yet), and
         # nothing starts while the reset waits, so "all idle" a cycle ago is still true.
-        idle = (fifo.level == 0) & ~q_out.o.valid
+        idle = ~fifo.nonempty & ~q_out.o.valid
         for blk in layers + ([ro] if ro is not None else []):
             idle = idle & ~blk.busy
         m.d.sync += idle_q.eq(rst_wait & idle)

@@ -175,8 +175,8 @@ class ColumnStreamer(wiring.Component):
         # block RAM (the two are placed apart); the matrix is selected on the way to B3
         b2_start = [held(ab, f"b2_start_m{k}_") for k in range(nm)]
         b2_end = [held(ab, f"b2_end_m{k}_") for k in range(nm)]
-        col = data.StructLayout({"val": signed(self.sb), "mat": 1, "start": ab, "end": ab,
-                                 "more": 1, "many": 1})
+        col = data.StructLayout({"val": signed(self.sb), "mat": 1, "start": ab,
+                                 "left": signed(ab + 1), "more": 1, "many": 1})
         b3 = Signal(col, name=f"b3_{b}", reset_less=True)      # (without its flags)
         m.submodules[f"cols{b}"] = cols = SyncFIFOBuffered(width=col.size,
                                                            depth=self.col_fifo_depth)
@@ -185,10 +185,13 @@ class ColumnStreamer(wiring.Component):
         pending = Signal(range(self.col_fifo_depth + 1), name=f"pending{b}")
         credit = Signal(name=f"credit{b}", init=1)
         # stage C: the column being streamed; registered flags kept equal to
-        # (addr < end) and (end - addr > 1), so that the end of a column is one flip-flop
+        # (left > 0) and (left > 1), so that the end of a column is one flip-flop.
+        # ``left`` (end - addr) is a down-counter: ``many``'s next value is read off its
+        # bits, where ``end - addr`` put a subtraction's carry chain before the compare
+        # (8.2 ns, round fourteen's default build)
         act = Signal(name=f"act{b}")
         act_val, act_mat = held(signed(self.sb), "act_val"), held(1, "act_mat")
-        addr, end = Signal(ab, name=f"addr{b}"), held(ab, "end")
+        addr, left_c = Signal(ab, name=f"addr{b}"), held(signed(ab + 1), "left")
         more, many = Signal(name=f"more{b}"), Signal(name=f"many{b}")
         # stage D: the entry word comes out of the entry memory
         d_v = Signal(name=f"d_v{b}")
@@ -209,9 +212,14 @@ class ColumnStreamer(wiring.Component):
             em = ram(shape=unsigned(mt.ent_bits), depth=mt.ent_depth, init=mt.ent[b])
             m.submodules[f"ptr{k}_{b}"] = pm
             m.submodules[f"ent{k}_{b}"] = em
+            # The table reads every cycle, at the queue's head: in the cycle after a fetch
+            # its read register holds the fetched event's pointers, which B2 takes (B2
+            # loads every cycle, only ``b2_v`` says what it holds). With the read enable
+            # equal to B2's (1), `hw.build.outreg` can make B2 the block RAM's output
+            # register; read under ``fetch``, it could not (the pointer reads were 8.0-8.8
+            # ns, round fourteen's default build).
             pr = SyncRead(m, pm, name=f"ptr{k}_{b}")
-            m.d.comb += [pr.addr.eq(ev.col), pr.en.eq(fetch)]
-            # (the read register holds the last fetch's word, so B2 may load every cycle)
+            m.d.comb += pr.addr.eq(ev.col)
             m.d.sync += [b2_start[k].eq(pr.data[:mt.ptr_bits]),
                          b2_end[k].eq(pr.data[mt.ptr_bits:])]
             er = SyncRead(m, em, name=f"ent{k}_{b}")
@@ -230,28 +238,36 @@ class ColumnStreamer(wiring.Component):
 
         def pick(vals):
             return vals[0] if nm == 1 else Mux(b2_mat, vals[1], vals[0])
-        # B3 holds the column's length (the subtraction, then the matrix picked), B4 its
-        # flags: with the flags in B3 too, the carry chain and the OR over its bits were
-        # one path of 11 levels (10.2 ns, round thirteen's build at seed 4)
-        b3_left = Signal(signed(ab + 1), name=f"b3_left{b}", reset_less=True)
+        # B3 holds each matrix's column length (its own subtraction, registered), B4 the
+        # one picked by the matrix, with its flags: with the flags in B3 too, the carry
+        # chain and the OR over its bits were one path of 11 levels (10.2 ns, round
+        # thirteen's build at seed 4); with the pick before B3, the two matrices' pointer
+        # registers (next to their block RAMs, placed apart) met in one subtraction and
+        # multiplexer (8.7-9.0 ns, round fifteen's first builds)
+        b3_left = [held(signed(ab + 1), f"b3_left_m{k}_") for k in range(nm)]
         m.d.sync += [b3_v.eq(b2_v), b3.val.eq(b2_val), b3.mat.eq(b2_mat),
-                     b3.start.eq(pick(b2_start)), b3.end.eq(pick(b2_end)),
-                     b3_left.eq(pick(left))]
+                     b3.start.eq(pick(b2_start))]
+        m.d.sync += [r.eq(x) for r, x in zip(b3_left, left)]
+
+        def pick3(vals):
+            return vals[0] if nm == 1 else Mux(b3.mat, vals[1], vals[0])
         b4_v = Signal(name=f"b4_v{b}")
         b4 = Signal(col, name=f"b4_{b}", reset_less=True)
-        m.d.sync += [b4_v.eq(b3_v), b4.eq(b3),        # B3's fields, then its flags set
-                     b4.more.eq(exceeds(b3_left, 0)), b4.many.eq(exceeds(b3_left, 1))]
+        m.d.sync += [b4_v.eq(b3_v), b4.eq(b3),        # B3's fields, then the length and flags
+                     b4.left.eq(pick3(b3_left)),
+                     b4.more.eq(pick3([exceeds(x, 0) for x in b3_left])),
+                     b4.many.eq(pick3([exceeds(x, 1) for x in b3_left]))]
         m.d.comb += [cols.w_en.eq(b4_v), cols.w_data.eq(b4)]
         issue = act & more
         with m.If(load):
             m.d.sync += [act.eq(1), act_val.eq(cf.val), act_mat.eq(cf.mat), addr.eq(cf.start),
-                         end.eq(cf.end), more.eq(cf.more), many.eq(cf.many)]
+                         left_c.eq(cf.left), more.eq(cf.more), many.eq(cf.many)]
         with m.Else():
             with m.If(act & ~many):
                 m.d.sync += act.eq(0)
             with m.If(issue):
-                m.d.sync += [addr.eq(addr + 1), more.eq(many),
-                             many.eq(exceeds(end - addr, 2))]
+                m.d.sync += [addr.eq(addr + 1), left_c.eq(left_c - 1), more.eq(many),
+                             many.eq(exceeds(left_c, 2))]
         m.d.sync += [d_v.eq(issue), d_val.eq(act_val), d_mat.eq(act_mat)]
 
         # stage E: the lane word, registered (the entry memory's clock-to-out is ~5.8 ns,

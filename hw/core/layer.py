@@ -136,20 +136,27 @@ class Layer(wiring.Component):
         wiring.connect(m, wiring.flipped(self.o_fwd), store.o_fwd)
 
         # event mux: input events (W -> ax) first, then recurrent ones (R -> ah)
+        # ``accum`` (states ACC_GO* and ACC) is a flip-flop of its own, set on entering
+        # ACC_GO0 and cleared on leaving ACC, as the readout's; and the payload is picked by
+        # the input's valid alone: decoded from the FSM's state, ``accum`` gated the
+        # streamer's input buffer's data and enables (the readout's twin path was 10.2 ns,
+        # round fourteen)
         accum = Signal()
         rec = store.o_rec
+        with m.If(self.i_stream.valid):
+            m.d.comb += [st.i_stream.payload.col.eq(self.i_stream.payload.index),
+                         st.i_stream.payload.value.eq(self.i_stream.payload.value),
+                         st.i_stream.payload.mat.eq(0)]
+        with m.Else():
+            m.d.comb += [st.i_stream.payload.col.eq(rec.payload.index),
+                         st.i_stream.payload.value.eq(rec.payload.value),
+                         st.i_stream.payload.mat.eq(1)]
         with m.If(accum):
             with m.If(self.i_stream.valid):
                 m.d.comb += [st.i_stream.valid.eq(1),
-                             st.i_stream.payload.col.eq(self.i_stream.payload.index),
-                             st.i_stream.payload.value.eq(self.i_stream.payload.value),
-                             st.i_stream.payload.mat.eq(0),
                              self.i_stream.ready.eq(st.i_stream.ready)]
             with m.Else():
                 m.d.comb += [st.i_stream.valid.eq(rec.valid),
-                             st.i_stream.payload.col.eq(rec.payload.index),
-                             st.i_stream.payload.value.eq(rec.payload.value),
-                             st.i_stream.payload.mat.eq(1),
                              rec.ready.eq(st.i_stream.ready)]
         m.d.comb += [self.ev_inc.eq(st.i_stream.valid & st.i_stream.ready),
                      self.mac_inc.eq(popcount(st.lanes[b].valid for b in range(P)))]
@@ -244,6 +251,7 @@ class Layer(wiring.Component):
             with m.State("IDLE"):
                 with m.If(self.start):
                     m.d.comb += store.rec_start.eq(1)
+                    m.d.sync += accum.eq(1)
                     m.next = "ACC_GO0"
                 with m.Elif(self.reset):
                     m.d.sync += [u.eq(0), slot.eq(0), last_slot.eq(0), ext.eq(1)]
@@ -251,11 +259,12 @@ class Layer(wiring.Component):
             # ``drained`` describes the pass only from the SNAPSHOT_LATENCY-th cycle on
             for i in range(SNAPSHOT_LATENCY):
                 with m.State(f"ACC_GO{i}"):
-                    m.d.comb += [accum.eq(1), self.busy.eq(1)]
+                    m.d.comb += self.busy.eq(1)
                     m.next = f"ACC_GO{i + 1}" if i + 1 < SNAPSHOT_LATENCY else "ACC"
             with m.State("ACC"):
-                m.d.comb += [accum.eq(1), self.busy.eq(1)]
+                m.d.comb += self.busy.eq(1)
                 with m.If(drained):
+                    m.d.sync += accum.eq(0)
                     m.d.sync += [u.eq(0), slot.eq(0), last_slot.eq(0), pw_more.eq(1),
                                  ext.eq(1)]
                     m.d.comb += [store.clear.eq(1), self.pw_start.eq(1)]

@@ -4,7 +4,7 @@ One lane per bank handles one local unit per cycle (docs/fixed_point.md section 
 layer feeds it one every six cycles, the time the MAC lane needs to read a unit's six
 accumulator slots from its block RAM. The pipeline advances only when ``adv`` is high
 (output back-pressure stalls every stage, and every memory read port holds its data). Stage
-by stage (``stages = 18``, from the unit at P0 to the registered result at P18): every stage
+by stage (``stages = 19``, from the unit at P0 to the registered result at P19): every stage
 holds at most one carry chain (an add, a rounding add or a subtraction) or one table read or
 one multiply, saturation reads overflow off the top bits (`hw.core.arith.sat`), the
 threshold compare is a carry chain of its own beside the subtraction (two chains in one
@@ -22,19 +22,20 @@ stage, side by side), and every memory output is registered before use:
     P9   pn = sat(.), the shift and the saturation; read c[u]
     P10  table index -> TANH read; register c
     P11  register g
-    P12  z, c - g (the multiplier's input registers)
-    P13  z * (c - g) (its output register)
-    P14  g + round(z * (c - g)), one adder; read theta[u]
-    P15  c^ = sat(.); register theta
-    P16  d = c^ - theta, and c^ > theta (a compare of its own)
-    P17  fire (the P16 compare), soft reset; write c[u]
-    P18  result registered: fire, y, c
+    P12  register c - g
+    P13  z, c - g (the multiplier's input registers)
+    P14  z * (c - g) (its output register)
+    P15  g + round(z * (c - g)), one adder; read theta[u]
+    P16  c^ = sat(.); register theta
+    P17  d = c^ - theta, and c^ > theta (a compare of its own)
+    P18  fire (the P17 compare), soft reset; write c[u]
+    P19  result registered: fire, y, c
 
 c and theta are read where they are needed rather than at P0, so that 2 x 16 bits are not
 carried through ten stages in every lane. This is safe because a pass visits each unit once:
-no unit's c is read while its own write (P17) is still in the pipeline.
+no unit's c is read while its own write (P18) is still in the pipeline.
 
-P16 and P17 were one stage until the tiny model (`python -m bench.bench_fmax`) showed it as
+P17 and P18 (then P16 and P17) were one stage until the tiny model (`python -m bench.bench_fmax`) showed it as
 its latest path on two seeds of three: the compare's carry chain, then the subtraction's,
 then the multiplexer into ``c``'s write data and the soft reset of ``y`` (22 logic levels,
 9.3-9.7 ns against the 8 ns of 125 MHz).
@@ -83,12 +84,12 @@ class PointwiseLane(wiring.Component):
     acc : In(array of 6 signed(ab)); the MAC lane's ``rd_data`` (the unit's accumulators in
         the cycle after ``p0_valid``).
     clr_en, clr_addr : In; write c[clr_addr] = 0 (RESET pass; not while the pipeline runs).
-    out_valid, out_u, out_fire, out_y, out_c : Out; the P18 result.
+    out_valid, out_u, out_fire, out_y, out_c : Out; the P19 result.
     pipe_busy : Out(1); some stage holds a unit.
     wr, wr_en, wr_o, wr_o_en : the write chain through this lane (`write_hops` registers).
     """
 
-    stages = 18
+    stages = 19
     write_hops = 1
 
     def __init__(self, *, fmt, units, valid_units, ubits, theta, sig, tanh, theta_id, bank,
@@ -113,7 +114,7 @@ class PointwiseLane(wiring.Component):
         adv = self.adv
         depth = max(2, self.units)
 
-        # c is read at P9 and written at P17 of a pass, which holds each unit once (the
+        # c is read at P9 and written at P18 of a pass, which holds each unit once (the
         # next starts after the pipeline drained); theta is written only while idle: no
         # read under a write to the same word (`hw.core.ram`)
         m.submodules.c_mem = c_mem = ram(shape=signed(sb), depth=depth)
@@ -205,43 +206,47 @@ class PointwiseLane(wiring.Component):
         g = tanh_rd.data
         s11_g = reg(signed(sb), "s11_g", g)
         s11_c, s11_z = carry(s10_c, "s11_c"), carry(s10_z, "s11_z")
-        # P12: z and c - g in the multiplier's input registers
-        # P13: z * (c - g) (the multiplier's output register)
+        # P12: register d = c - g (the subtraction straight into the multiplier's input
+        # registers, whose setup is long, was 8.4-8.6 ns in round fourteen's default build)
+        s12_d = reg(signed(sb + 1), "s12_d", s11_c - s11_g)
+        s12_z, s12_g = carry(s11_z, "s12_z"), carry(s11_g, "s12_g")
+        # P13: z and d in the multiplier's input registers
+        # P14: z * d (the multiplier's output register)
         m.submodules.mul_zd = mul_zd = RegisteredMul(unsigned(gb), signed(sb + 1))
-        m.d.comb += [mul_zd.a.eq(s11_z), mul_zd.b.eq(s11_c - s11_g), mul_zd.ce.eq(adv)]
-        s13_zd = mul_zd.p
-        s12_g = carry(s11_g, "s12_g")
+        m.d.comb += [mul_zd.a.eq(s12_z), mul_zd.b.eq(s12_d), mul_zd.ce.eq(adv)]
+        s14_zd = mul_zd.p
         s13_g = carry(s12_g, "s13_g")
-        # P14: g + round(z * (c - g)) as one adder (as at P8; the sum and the saturation in
+        s14_g = carry(s13_g, "s14_g")
+        # P15: g + round(z * (c - g)) as one adder (as at P8; the sum and the saturation in
         # one stage were the tiny build's latest path on two seeds, 7.9-8.0 ns); read theta
-        t14 = add_rounded_pre(s13_g, s13_zd, gf)
-        s14_t = reg(t14.shape(), "s14_t", t14)
-        m.d.comb += [th_rd.addr.eq(u[14]), th_rd.en.eq(adv)]
-        # P15: c^ = sat(g + round(z * (c - g))); register theta
-        s15_ch = reg(signed(sb), "s15_ch", sat(add_rounded_post(s14_t, gf), sb))
-        s15_th = reg(signed(sb), "s15_th", th_rd.data)
-        # P16: d = c^ - theta; whether the unit is real (padding units never fire)
-        s16_d = reg(signed(sb + 1), "s16_d", s15_ch - s15_th)
+        t15 = add_rounded_pre(s14_g, s14_zd, gf)
+        s15_t = reg(t15.shape(), "s15_t", t15)
+        m.d.comb += [th_rd.addr.eq(u[15]), th_rd.en.eq(adv)]
+        # P16: c^ = sat(g + round(z * (c - g))); register theta
+        s16_ch = reg(signed(sb), "s16_ch", sat(add_rounded_post(s15_t, gf), sb))
+        s16_th = reg(signed(sb), "s16_th", th_rd.data)
+        # P17: d = c^ - theta; whether the unit is real (padding units never fire)
+        s17_d = reg(signed(sb + 1), "s17_d", s16_ch - s16_th)
         # c^ > theta as a compare of its own beside the subtraction (its own carry chain):
-        # read off d's bits at P17 it was two LUT levels of OR before ``fire`` reached the
+        # read off d's bits at P18 it was two LUT levels of OR before ``fire`` reached the
         # reset pins of ``y`` and the c write data (8.15 ns of routing, round twelve's
         # default build at seed 3)
-        s16_gt = reg(1, "s16_gt", s15_ch > s15_th)
-        s16_ch = carry(s15_ch, "s16_ch")
+        s17_gt = reg(1, "s17_gt", s16_ch > s16_th)
+        s17_ch = carry(s16_ch, "s17_ch")
         # (a constant where every unit is real: a register loaded with a constant other than
         # its power-up 0 stays a flip-flop, and Yosys merges every lane's copy into one whose
         # net crosses the die)
         if self.valid_units < self.units:
-            s16_real = reg(1, "s16_real", u[16] < self.valid_units)
+            s17_real = reg(1, "s17_real", u[17] < self.valid_units)
         else:
-            s16_real = 1
-        # P17: fire = c^ > theta; soft reset; write c (c^ - theta wraps to S bits, as the
+            s17_real = 1
+        # P18: fire = c^ > theta; soft reset; write c (c^ - theta wraps to S bits, as the
         # golden model's does)
         W = N - 1
-        ch = s16_ch
-        fire = s16_gt & s16_real
+        ch = s17_ch
+        fire = s17_gt & s17_real
         cn = Signal(signed(sb))
-        m.d.comb += cn.eq(Mux(fire, s16_d[:sb].as_signed(), ch))
+        m.d.comb += cn.eq(Mux(fire, s17_d[:sb].as_signed(), ch))
         with m.If(self.clr_en):
             m.d.comb += [c_wr.addr.eq(self.clr_addr), c_wr.data.eq(0), c_wr.en.eq(1)]
         with m.Else():
@@ -249,7 +254,7 @@ class PointwiseLane(wiring.Component):
         o_fire = reg(1, "o_fire", fire)
         o_y = reg(signed(sb), "o_y", Mux(fire, ch, 0))
         o_c = reg(signed(sb), "o_c", cn)
-        # P18: the result
+        # P19: the result
         m.d.comb += [self.out_valid.eq(v[N]), self.out_u.eq(u[N]), self.out_fire.eq(o_fire),
                      self.out_y.eq(o_y), self.out_c.eq(o_c)]
         busy = v[1]

@@ -84,10 +84,11 @@ class Readout(wiring.Component):
         m.d.comb += [self.wr_o.eq(wr_o), self.wr_o_en.eq(wr_o_en)]
 
         accum = Signal()
+        # (the payload passes ungated: only valid and ready say whether a word moves)
+        m.d.comb += [st.i_stream.payload.col.eq(self.i_stream.payload.index),
+                     st.i_stream.payload.value.eq(self.i_stream.payload.value)]
         with m.If(accum):
             m.d.comb += [st.i_stream.valid.eq(self.i_stream.valid),
-                         st.i_stream.payload.col.eq(self.i_stream.payload.index),
-                         st.i_stream.payload.value.eq(self.i_stream.payload.value),
                          self.i_stream.ready.eq(st.i_stream.ready)]
         m.d.comb += self.ev_inc.eq(st.i_stream.valid & st.i_stream.ready)
         total = 0
@@ -129,7 +130,15 @@ class Readout(wiring.Component):
         # enable of all P x 32 row bits: one flip-flop's net to 256 CE pins, 10.9 ns, the
         # latest path of one seed's build at round thirteen.)
         row = [Signal(signed(ab), name=f"row{b}", reset_less=True) for b in range(P)]
-        logit = Array(row)[bsel]
+        # The multiplexer reads a copy of ``bsel`` of its own (`hw.core.replica`): bsel's
+        # net, to the 32 x 8:1 multiplexer's LUTs and the scan's control, was up to 3.2 ns
+        # of routing on round fifteen's first builds, on the latest path of seed 3.
+        bsel_d = Signal.like(bsel)
+        m.d.comb += bsel_d.eq(bsel)
+        m.d.sync += bsel.eq(bsel_d)
+        m.submodules.bsel_mux = bsel_mux = Replica(bsel.shape())
+        m.d.comb += bsel_mux.d.eq(bsel_d)
+        logit = Array(row)[bsel_mux.q]
         # Only the last row can be partial (V - (R-1)P logits), so the row's last lane is a
         # constant chosen by ``last_row`` (a flip-flop): ``u * P + bsel == V - 1``, an
         # adder and a compare, drove ``u``'s enable (9.1-11.5 ns, round thirteen's builds).
@@ -159,7 +168,7 @@ class Readout(wiring.Component):
                 m.d.comb += [accum.eq(1), self.busy.eq(1)]
                 with m.If(drained):
                     m.d.comb += [ext.eq(1), rd.eq(1)]          # read row 0
-                    m.d.sync += bsel.eq(0)
+                    m.d.comb += bsel_d.eq(0)
                     m.d.comb += amax.clear.eq(1)
                     m.next = "WAIT"
             with m.State("WAIT"):
@@ -183,12 +192,12 @@ class Readout(wiring.Component):
                                  o_stream.payload.kind.eq(0),
                                  o_stream.payload.last.eq(0)]
                     with m.If(o_stream.ready):
-                        m.d.sync += bsel.eq(bsel + 1)
+                        m.d.comb += bsel_d.eq(bsel + 1)
                         m.d.comb += [amax.push.eq(1), row_done.eq(last_in_row)]
                 with m.Else():
                     m.d.comb += [amax.push.eq(1), row_done.eq(1)]
                 with m.If(row_done):
-                    m.d.sync += bsel.eq(0)
+                    m.d.comb += bsel_d.eq(0)
                     with m.If(last_row):
                         m.next = "TOP"
                     with m.Else():

@@ -6,7 +6,7 @@ next-state logic (for the readout: the host engine's state, through ``o_stream.r
 the logit scan's read address), one path across both blocks.
 """
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -34,15 +34,19 @@ class SkidBuffer(wiring.Component):
         take = self.i.valid & self.i.ready
         m.d.comb += [self.i.ready.eq(~skid_v), self.o.valid.eq(main_v),
                      self.o.payload.eq(main_d)]
-        with m.If(self.o.ready | ~main_v):          # main is free for the next word
-            with m.If(skid_v):
-                m.d.sync += [main_d.eq(skid_d), main_v.eq(1), skid_v.eq(0)]
-            with m.Elif(take):
-                m.d.sync += [main_d.eq(self.i.payload), main_v.eq(1)]
-            with m.Else():
-                m.d.sync += main_v.eq(0)
+        # The words load whether or not a word is offered (an empty word is not looked
+        # at): their enables are then ``free`` and ``~skid_v``, without the producer's
+        # valid, which came from the far side of a route (the enables of a link's 2 x 23
+        # bits, 10.2 ns, one seed's latest path at round fourteen).
+        free = self.o.ready | ~main_v                # main takes the next word
+        with m.If(free):
+            m.d.sync += main_d.eq(Mux(skid_v, skid_d, self.i.payload))
+            m.d.sync += main_v.eq(skid_v | take)
+            m.d.sync += skid_v.eq(0)
         with m.Elif(take):                           # main stalled: park the new word
-            m.d.sync += [skid_d.eq(self.i.payload), skid_v.eq(1)]
+            m.d.sync += skid_v.eq(1)
+        with m.If(~skid_v):
+            m.d.sync += skid_d.eq(self.i.payload)
         return m
 
 

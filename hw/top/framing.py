@@ -100,8 +100,10 @@ class RxFramer(wiring.Component):
         wr = buf.write_port()
         rd = SyncRead(m, buf, name="buf_rd")
         # Read data registered once more: a DP16KD's unregistered output is slow (~5 ns).
-        m.d.comb += rd.addr.eq(self.rd_addr)
-        m.d.sync += self.rd_data.eq(rd.data)
+        # Without reset, so that `hw.build.outreg` can make it the output register.
+        rd_q = Signal(8, name="buf_rd_q2", reset_less=True)
+        m.d.comb += [rd.addr.eq(self.rd_addr), self.rd_data.eq(rd_q)]
+        m.d.sync += rd_q.eq(rd.data)
 
         byte = self.i_stream.payload
         got = self.i_stream.valid
@@ -119,8 +121,10 @@ class RxFramer(wiring.Component):
         m.d.comb += [wr.addr.eq(count), wr.data.eq(byte)]
 
         # Inter-byte timeout: a partial frame idle for timeout_cycles is abandoned.
+        # ``timed_out`` is ``idle == timeout_cycles`` kept in a flip-flop (set when the
+        # count reaches it): the compare reached every state's enable in this FSM
         timed_out = Signal()
-        m.d.comb += timed_out.eq(idle == self.timeout_cycles)
+        m.d.sync += timed_out.eq(~got & ~timed_out & (idle == self.timeout_cycles - 1))
         with m.If(got | timed_out):
             m.d.sync += idle.eq(0)
         with m.Else():
