@@ -60,17 +60,26 @@ def test_seeds_option_reaches_the_build(monkeypatch):
     assert (seen["opts"].seed, seen["opts"].seeds) == (1, 3)
 
 
-@pytest.mark.parametrize("flag,field", [("--bram-outreg", "bram_outreg"),
-                                        ("--floorplan", "floorplan")])
 @pytest.mark.parametrize("given", [False, True])
-def test_optional_netlist_stages_are_off_unless_asked_for(monkeypatch, flag, field, given):
-    """The block-RAM output-register stage (hw.build.outreg) and the floorplan stage
-    (hw.build.floorplan) run only when asked for."""
+def test_floorplan_stage_is_off_unless_asked_for(monkeypatch, given):
+    """The floorplan stage (hw.build.floorplan) runs only when asked for."""
     seen = {}
     monkeypatch.setattr(cli, "build", lambda opts: seen.setdefault("opts", opts))
-    assert cli.main(["--board", "ulx3s", *([flag] if given else [])]) == 0
-    assert getattr(seen["opts"], field) is given
-    assert getattr(BuildOptions(), field) is False
+    assert cli.main(["--board", "ulx3s", *(["--floorplan"] if given else [])]) == 0
+    assert seen["opts"].floorplan is given
+    assert BuildOptions().floorplan is False
+
+
+@pytest.mark.parametrize("args,on", [([], True), (["--bram-outreg"], True),
+                                     (["--no-bram-outreg"], False)])
+def test_bram_outreg_is_on_unless_turned_off(monkeypatch, args, on):
+    """The block-RAM output-register stage (hw.build.outreg) runs by default (round
+    sixteen, docs/build.md); ``--no-bram-outreg`` turns it off."""
+    seen = {}
+    monkeypatch.setattr(cli, "build", lambda opts: seen.setdefault("opts", opts))
+    assert cli.main(["--board", "ulx3s", *args]) == 0
+    assert seen["opts"].bram_outreg is on
+    assert BuildOptions().bram_outreg is True
 
 
 def test_report_line_for_bram_outreg():
@@ -80,7 +89,7 @@ def test_report_line_for_bram_outreg():
     assert _outreg_text(on) == (
         "144 of 179 read ports use the DP16KD's output register (2384 flip-flops absorbed, "
         "`hw.build.outreg`); left: register has a set/reset: 18, read data feeds logic: 17")
-    assert _outreg_text({"enabled": False}) == "not used (--bram-outreg turns it on)"
+    assert _outreg_text({"enabled": False}) == "not used (--no-bram-outreg)"
 
 
 def test_missing_bundle_is_a_clear_error(tmp_path, capsys):

@@ -43,7 +43,7 @@ def bundles(tmp_path_factory):
 def test_tiny_fits_everywhere(bundles):
     for dev in ("12F", "25F", "45F", "85F"):
         rep = check_fit(bundles["tiny"], "ulx3s", dev)
-        assert rep.fits and rep.bram <= 10
+        assert rep.fits and rep.bram <= 12     # (a layer lane: its accumulators and biases)
         # P MAC lanes + 2 multipliers per pointwise lane, per layer, plus the readout lanes
         assert rep.dsp == 2 * (3 * 1 + 1)
     assert "fits" in rep.summary()

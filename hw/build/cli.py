@@ -57,10 +57,11 @@ def parser() -> argparse.ArgumentParser:
                          "classic-ABC LUT mapping, see docs/build.md)")
     ap.add_argument("--pnr-opts", default="", metavar="OPTS",
                     help="extra nextpnr options, e.g. --pnr-opts=\"--router router2\"")
-    ap.add_argument("--bram-outreg", action="store_true",
+    ap.add_argument("--bram-outreg", action=argparse.BooleanOptionalAction, default=True,
                     help="ECP5: move the registers after block-RAM reads into the DP16KDs' "
-                         "output registers (hw.build.outreg; off by default: it did not raise "
-                         "the shipped model's Fmax, docs/build.md)")
+                         "output registers (hw.build.outreg; on by default since round "
+                         "sixteen, where it raised the shipped model's Fmax at every seed "
+                         "measured, docs/build.md; --no-bram-outreg keeps NOREG)")
     ap.add_argument("--floorplan", action="store_true",
                     help="ECP5 85F: pin each lane's block RAMs and multipliers next to each "
                          "other, each part in a slab of its own (hw.build.floorplan; off by "

@@ -224,9 +224,9 @@ def memories(bundle, *, params=None, max_payload: int = protocol.MAX_PAYLOAD):
         mems += mat(f"l{k}.w", w) + mat(f"l{k}.r", r)
         # a MAC lane's six accumulator slots are one block RAM (hw/core/mac.py)
         mems.append(Memory(f"l{k}.acc", P, 6 << _bits(units), ab, "accumulators", block=True))
-        # the six bias slots: one LUT RAM laid out like the accumulators (hw/core/mac.py)
+        # the six bias slots: one block RAM laid out like the accumulators (hw/core/mac.py)
         mems.append(Memory(f"l{k}.bias", P, 6 << _bits(units), ab, "accumulators",
-                           lut=True))
+                           block=True))
         mems.append(Memory(f"l{k}.c", P, units, sb, "state"))
         mems.append(Memory(f"l{k}.theta", P, units, sb, "state"))
         mems.append(Memory(f"l{k}.sig", P, 1 << fmt.table_bits, fmt.gate_bits, "state"))

@@ -59,7 +59,7 @@ class BuildOptions:
     max_payload: int = protocol.MAX_PAYLOAD
     synth_opts: str | None = None     # None: the family's default (ECP5_SYNTH_OPTS)
     pnr_opts: str = ""                # extra nextpnr options, e.g. "--router router2"
-    bram_outreg: bool = False         # ECP5: registers after block-RAM reads -> DP16KD OUTREG
+    bram_outreg: bool = True          # ECP5: registers after block-RAM reads -> DP16KD OUTREG
     floorplan: bool = False           # ECP5 85F: pin the lanes' block RAMs (hw.build.floorplan)
 
 
@@ -275,8 +275,8 @@ def build(opts: BuildOptions, log=_log) -> dict:
                 log(f"[bram outreg] done in {stages['bram outreg']:.1f} s")
             else:
                 outreg = {"enabled": False}
-                log("[bram outreg] off (--bram-outreg turns it on): every block-RAM read "
-                    "keeps the DP16KD's NOREG clock-to-out")
+                log("[bram outreg] off (--no-bram-outreg): every block-RAM read keeps the "
+                    "DP16KD's NOREG clock-to-out")
             if opts.floorplan:
                 t = time.monotonic()
                 plan_info = _floorplan(out, argv, device.part, log)

@@ -318,7 +318,7 @@ def _limit_text(report) -> str:
 
 def _outreg_text(o: dict) -> str:
     if not o.get("enabled"):
-        return "not used (--bram-outreg turns it on)"
+        return "not used (--no-bram-outreg)"
     from .outreg import left_text
 
     return (f"{o['absorbed']} of {o['read_ports']} read ports use the DP16KD's output "

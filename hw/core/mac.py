@@ -23,9 +23,10 @@ RAM has one read port, so outside the accumulation phase the pointwise unit read
 one per cycle (``rd_en``, ``rd_addr``, ``rd_slot``): the read data is registered (G1, like
 M1) and then gathered into ``rd_data[slot]`` (G2): ``rd_data`` holds a unit's six
 accumulators ``gather_latency = 3`` cycles after its last slot's read. Two cycles after a
-slot is read, it is overwritten with its bias if ``rd_mask`` selects it, so the next step
-starts from the biases with no extra pass (the bias memory is read a cycle after the
-accumulators, from an address register of its own). ``busy`` is 1 while an entry has not been written
+slot is read (three with several slots: `MacLane.bias_lat`), it is overwritten with its
+bias if ``rd_mask`` selects it, so the next step starts from the biases with no extra pass
+(the bias memory is read a cycle after the accumulators, from an address register of its
+own; with several slots it is a block RAM too, whose read data is registered twice). ``busy`` is 1 while an entry has not been written
 back; a user hands the ports to ``rd_*`` (``ext``) only once it is 0. A single-slot lane
 (the readout's logits) keeps its accumulators in LUT RAM and gives ``rd_data`` straight from
 the read port, the cycle after ``rd_en``.
@@ -66,8 +67,8 @@ class MacLane(wiring.Component):
     ext : In(1); 1 hands the accumulator read port to ``rd_*`` (pointwise / readout phase).
     rd_en, rd_addr, rd_slot, rd_mask : In; read slot ``rd_slot`` at ``rd_addr`` (a
         single-slot lane: data on ``rd_data[0]`` the next cycle; more slots: gathered into
-        ``rd_data[rd_slot]`` three cycles later); two cycles later, write the slot's bias
-        back if bit ``rd_slot`` of ``rd_mask`` is set.
+        ``rd_data[rd_slot]`` three cycles later); `bias_lat` cycles later, write the
+        slot's bias back if bit ``rd_slot`` of ``rd_mask`` is set.
     rd_hold : In(1); 1: the read port (and the gather registers) hold while ``rd_en`` is 0
         (the readout's stalled scan reads the same data again; the pointwise lane stalls
         under back-pressure). 0: the read port reads every cycle while ``ext``, so the
@@ -81,6 +82,13 @@ class MacLane(wiring.Component):
 
     stages = 4
     write_hops = 1
+
+    @staticmethod
+    def bias_lat(slots: int) -> int:
+        """Cycles from a slot's read (``rd_en``) to its bias write-back: the bias memory is
+        read a cycle after the accumulators, and with several slots (a block RAM) its read
+        data is registered once more."""
+        return 2 if slots == 1 else 3
     #: cycles from a slot's read (``rd_en``) to its value in ``rd_data`` (several slots)
     gather_latency = 3
 
@@ -193,38 +201,64 @@ class MacLane(wiring.Component):
         with m.If(~self.ext | port_en):
             m.d.sync += p2_raw.eq(ar.data)
 
-        # The biases (run-time writable): one memory laid out like the accumulators, read
-        # with them at the same word, so the bias write-back takes the read data as it is.
-        # (Six memories and a slot multiplexer after their read registers put LUT RAM
-        # clock-to-out, a 6:1 mux and a route on the accumulator block RAM's write data:
-        # 14.1 ns, the default build's critical path at 1716f21.) LUT RAM on the ECP5: as
-        # a block RAM it would cost 8 more DP16KD a layer.
-        # Written in byte lanes, each lane's enable a flip-flop of its own (`WriteChain`):
-        # one enable drove all LUT RAM cells of a lane (48 on the default model), and its
-        # net into their WRE pins (which need a long setup) held 60 of the default build's
-        # late endpoints at round twelve. (Unsigned: Amaranth allows lanes only there; the
-        # bits are the same.)
+        # The biases (run-time writable). A slot's bias is written back into the
+        # accumulator memory ``bias_lat`` cycles after the slot is read, from a register:
+        # LUT RAM clock-to-out, a slot multiplexer and a route straight into the
+        # accumulator block RAM's write data were 14.1 ns, the default build's critical
+        # path at 1716f21.
         chain = WriteChain("mac")
-        bm = ram(shape=unsigned(ab), depth=max(2, S << ub),
-                 init=[x & ((1 << ab) - 1) for x in init],
-                 style="distributed" if on_ecp5(platform) else None)
-        m.submodules.bias = bm
-        lanes = next(k for k in (4, 2, 1) if ab % k == 0)
-        # Read a cycle after the accumulators, from an address register of the lane's
-        # own: driven straight from the layer's control copy, the 4 address bits fanned out
-        # to all of the lane's LUT RAM cells and through the slot multiplexer in the same
-        # cycle (9.7 ns, 87% routing: the latest path of round thirteen's default build).
-        # Read and registered every cycle, no enable: the bias of the slot read in cycle t
-        # is in ``br.data`` at t+2, where the write-back (``wb2``) takes it.
-        # (A `Replica`: as a plain register, synthesis merged it with the write-back's
-        # wb_addr / wb_slot, which hold the same bits, next to the accumulator block RAM:
-        # 7 ns of routing from there to the LUT RAM, round fourteen's build e at seed 1.)
-        br, bw = SyncRead(m, bm, name="bias_rd"), bm.write_port(granularity=ab // lanes)
-        m.submodules.bias_addr = bias_addr = Replica(len(br.addr))
-        m.d.comb += [bias_addr.d.eq(word(self.rd_addr, self.rd_slot)),
-                     br.addr.eq(bias_addr.q)]
-        if S == 6:
+        umask = (1 << ab) - 1
+        # the write-back, ``bias_lat`` cycles after the read (when the bias is there)
+        wbs = [(wb_v, wb_addr, wb_slot, wb_mask)]
+        for k in range(2, self.bias_lat(S) + 1):
+            prev = wbs[-1]
+            cur = (Signal(name=f"wb{k}_v"), data_reg(ub, f"wb{k}_addr"),
+                   data_reg(self.rd_slot.shape(), f"wb{k}_slot"),
+                   Signal(S, name=f"wb{k}_mask", init=(1 << S) - 1, reset_less=True))
+            m.d.sync += [x.eq(y) for x, y in zip(cur, prev)]        # (mask: as wb_mask)
+            wbs.append(cur)
+        if S == 1:
+            # The readout's lane: 16 words of LUT RAM, read a cycle after the accumulators
+            # from an address register of the lane's own. Driven straight from the control
+            # copy, the address bits fanned out to all of the lane's LUT RAM cells in the
+            # same cycle (9.7 ns, 87% routing: round thirteen's default build). Read and
+            # registered every cycle, no enable: the bias of the word read in cycle t is in
+            # ``bias_q`` at t+2. (A `Replica`: as a plain register, synthesis merged it
+            # with the write-back's wb_addr, which holds the same bits, next to the
+            # accumulator memory: 7 ns of routing to the LUT RAM, round fourteen.)
+            # Written in byte lanes, each lane's enable a flip-flop of its own
+            # (`WriteChain`): one enable on all of a lane's LUT RAM cells, whose WRE pins
+            # need a long setup, held 60 late endpoints at round twelve. (Unsigned:
+            # Amaranth allows lanes only there; the bits are the same.)
+            lanes = next(k for k in (4, 2, 1) if ab % k == 0)
+            style = "distributed" if on_ecp5(platform) else None
+            bm = ram(shape=unsigned(ab), depth=max(2, 1 << ub),
+                     init=[x & umask for x in init], style=style)
+            m.submodules.bias = bm
+            br, bw = SyncRead(m, bm, name="bias_rd"), bm.write_port(granularity=ab // lanes)
+            m.submodules.bias_addr = bias_addr = Replica(len(br.addr))
+            m.d.comb += [bias_addr.d.eq(self.rd_addr), br.addr.eq(bias_addr.q)]
+            chain.add(bw, lambda w: (w.mem == self.bias_ids[0]) & (w.bank == self.bank))
+            bias_q = br.data
+        else:
+            # The six slots in one block RAM laid out like the accumulators, read at the
+            # same word a cycle later, and its read data registered once more into
+            # ``bias_q`` (which `hw.build.outreg` moves into the DP16KD's output
+            # register). In LUT RAM (96 x 24 bits: 36 cells a lane, half of the design's
+            # LUT RAM) the read and its slot multiplexer were 9.0-9.4 ns on every seed of
+            # round fifteen's final netlist, and one LUT RAM per slot with the pick in a
+            # register of its own still 9.5 ns (round sixteen): the cells spread over the
+            # RAM-capable slices. A block RAM a lane: 16 DP16KD on the default model.
+            # Whole words are written: one write enable on a block RAM needs no byte lanes.
             bx_id, bh_id = self.bias_ids
+            bm = ram(shape=unsigned(ab), depth=max(2, S << ub),
+                     init=[x & umask for x in init],
+                     style="block" if on_ecp5(platform) else None)
+            m.submodules.bias = bm
+            br, bw = SyncRead(m, bm, name="bias_rd"), bm.write_port()
+            m.submodules.bias_addr = bias_addr = Replica(len(br.addr))
+            m.d.comb += [bias_addr.d.eq(word(self.rd_addr, self.rd_slot)),
+                         br.addr.eq(bias_addr.q)]
 
             def hit(w):      # l{k}.bx / l{k}.bh at (g << ubits) | u, g < 3
                 return (((w.mem == bx_id) | (w.mem == bh_id)) & ((w.addr >> ub) < 3)
@@ -233,18 +267,13 @@ class MacLane(wiring.Component):
             def waddr(w):    # bh's gates are slots 3..5
                 return Mux(w.mem == bh_id, w.addr + (3 << ub), w.addr)
             chain.add(bw, hit, addr=waddr)
-        else:
-            chain.add(bw, lambda w: (w.mem == self.bias_ids[0]) & (w.bank == self.bank))
+            bias_q = Signal(unsigned(ab), name="bias_q", reset_less=True)
+            m.d.sync += bias_q.eq(br.data)
         chain.build(m, self.write_hops, self.wr, self.wr_en, self.wr_o, self.wr_o_en)
-        # the write-back, a cycle after the read's registers (when the bias is there)
-        wb2_v = Signal()
-        wb2_addr, wb2_slot = data_reg(ub, "wb2_addr"), data_reg(self.rd_slot.shape(), "wb2_slot")
-        wb2_mask = Signal(S, name="wb2_mask", init=(1 << S) - 1, reset_less=True)  # (as wb_mask)
-        m.d.sync += [wb2_v.eq(wb_v), wb2_addr.eq(wb_addr), wb2_slot.eq(wb_slot),
-                     wb2_mask.eq(wb_mask)]
-        with m.If(wb2_v):
-            m.d.comb += [aw.addr.eq(word(wb2_addr, wb2_slot)), aw.data.eq(br.data),
-                         aw.en.eq(wb2_mask.bit_select(wb2_slot, 1))]
+        wb_last_v, wb_last_addr, wb_last_slot, wb_last_mask = wbs[-1]
+        with m.If(wb_last_v):
+            m.d.comb += [aw.addr.eq(word(wb_last_addr, wb_last_slot)), aw.data.eq(bias_q),
+                         aw.en.eq(wb_last_mask.bit_select(wb_last_slot, 1))]
         with m.Else():
             m.d.comb += [aw.addr.eq(word(p4[2], p4[1])), aw.data.eq(p4_sum), aw.en.eq(p4[0])]
 

@@ -231,7 +231,11 @@ class PointwiseLane(wiring.Component):
         # read off d's bits at P18 it was two LUT levels of OR before ``fire`` reached the
         # reset pins of ``y`` and the c write data (8.15 ns of routing, round twelve's
         # default build at seed 3)
-        s17_gt = reg(1, "s17_gt", s16_ch > s16_th)
+        # It is the sign of theta - c^ (sb + 1 bits, so it cannot overflow): the carry
+        # chain's last sum bit goes straight into the flip-flop. A signed ``>`` is a
+        # subtraction and then sign ^ overflow in a LUT (8.3-9.0 ns, round sixteen's first
+        # builds).
+        s17_gt = reg(1, "s17_gt", (s16_th - s16_ch)[-1])
         s17_ch = carry(s16_ch, "s17_ch")
         # (a constant where every unit is real: a register loaded with a constant other than
         # its power-up 0 stays a flip-flop, and Yosys merges every lane's copy into one whose

@@ -83,13 +83,20 @@ class Readout(wiring.Component):
         wr_o, wr_o_en = chain_blocks(m, self.wr, self.wr_en, [st] + macs)
         m.d.comb += [self.wr_o.eq(wr_o), self.wr_o_en.eq(wr_o_en)]
 
+        # ``accum``: in ACC_GO* or ACC (the streamer takes events), as a flip-flop of its
+        # own, set on the edge that leaves IDLE for ACC_GO0 and cleared on the one that
+        # leaves ACC. Decoded from the FSM's state bits, it reached the enables of the
+        # layer-1 link's skid buffer across the die as its ready (9.5 ns, 5.3 of it one
+        # route; round sixteen, seed 1).
         accum = Signal()
         # (the payload passes ungated: only valid and ready say whether a word moves)
         m.d.comb += [st.i_stream.payload.col.eq(self.i_stream.payload.index),
                      st.i_stream.payload.value.eq(self.i_stream.payload.value)]
-        with m.If(accum):
-            m.d.comb += [st.i_stream.valid.eq(self.i_stream.valid),
-                         self.i_stream.ready.eq(st.i_stream.ready)]
+        # (ANDs, not an ``m.If``: a conditional comb block whose inputs are all flip-flops
+        # that keep their initial values is not evaluated at time 0 by Icarus, whose
+        # ``always @*`` waits for a change, so the ready stayed X until the first step)
+        m.d.comb += [st.i_stream.valid.eq(accum & self.i_stream.valid),
+                     self.i_stream.ready.eq(accum & st.i_stream.ready)]
         m.d.comb += self.ev_inc.eq(st.i_stream.valid & st.i_stream.ready)
         total = 0
         for b in range(P):
@@ -154,6 +161,7 @@ class Readout(wiring.Component):
         with m.FSM() as fsm:
             with m.State("IDLE"):
                 with m.If(self.start):
+                    m.d.sync += accum.eq(1)
                     m.next = "ACC_GO0"
                 with m.Elif(self.reset):
                     m.d.sync += u.eq(0)
@@ -161,12 +169,13 @@ class Readout(wiring.Component):
             # ``drained`` describes the pass only from the SNAPSHOT_LATENCY-th cycle on
             for i in range(SNAPSHOT_LATENCY):
                 with m.State(f"ACC_GO{i}"):
-                    m.d.comb += [accum.eq(1), self.busy.eq(1)]
+                    m.d.comb += self.busy.eq(1)
                     m.d.sync += u.eq(0)
                     m.next = f"ACC_GO{i + 1}" if i + 1 < SNAPSHOT_LATENCY else "ACC"
             with m.State("ACC"):
-                m.d.comb += [accum.eq(1), self.busy.eq(1)]
+                m.d.comb += self.busy.eq(1)
                 with m.If(drained):
+                    m.d.sync += accum.eq(0)
                     m.d.comb += [ext.eq(1), rd.eq(1)]          # read row 0
                     m.d.comb += bsel_d.eq(0)
                     m.d.comb += amax.clear.eq(1)

@@ -10,6 +10,8 @@ from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .replica import Replica
+
 __all__ = ["HoldBuffer", "SkidBuffer"]
 
 
@@ -19,11 +21,19 @@ class SkidBuffer(wiring.Component):
     ``main`` holds the word on ``o``; ``skid`` catches the word accepted in the cycle in
     which ``o`` stalled (``i.ready`` is ``~skid_v``, a register, so it cannot know the stall
     in time). Order is kept: ``skid`` always drains into ``main`` first.
+
+    ``ready_copy`` (with ``ready_copy=True``): ``i.ready`` again, from a flip-flop of its
+    own (a `Replica` loaded with the same next value), for a producer whose own enables
+    hang on the ready: that copy can sit by the producer, while ``skid_v`` sits by the
+    consumer, whose ready it waits on.
     """
 
-    def __init__(self, shape):
-        self.shape = shape
-        super().__init__({"i": In(stream.Signature(shape)), "o": Out(stream.Signature(shape))})
+    def __init__(self, shape, *, ready_copy=False):
+        self.shape, self.has_copy = shape, ready_copy
+        members = {"i": In(stream.Signature(shape)), "o": Out(stream.Signature(shape))}
+        if ready_copy:
+            members["ready_copy"] = Out(1)
+        super().__init__(members)
 
     def elaborate(self, platform):
         m = Module()
@@ -47,6 +57,12 @@ class SkidBuffer(wiring.Component):
             m.d.sync += skid_v.eq(1)
         with m.If(~skid_v):
             m.d.sync += skid_d.eq(self.i.payload)
+        if self.has_copy:
+            # skid_v's next value, as the FSM above sets it: 0 when main takes a word,
+            # else 1 once a word is parked. (Reset: skid_v powers up 0, the copy's
+            # TRELLIS_FF at 0 too, so ~copy = ready = 1 from the start, as ~skid_v.)
+            m.submodules.ready_ff = copy = Replica(1)
+            m.d.comb += [copy.d.eq(~free & (skid_v | take)), self.ready_copy.eq(~copy.q)]
         return m
 
 
