@@ -82,6 +82,18 @@ def test_bram_outreg_is_on_unless_turned_off(monkeypatch, args, on):
     assert BuildOptions().bram_outreg is True
 
 
+@pytest.mark.parametrize("args,on", [([], True), (["--tmg-ripup"], True),
+                                     (["--no-tmg-ripup"], False)])
+def test_tmg_ripup_is_on_unless_turned_off(monkeypatch, args, on):
+    """router2's timing-driven rip-up is on by default (round seventeen, docs/build.md);
+    ``--no-tmg-ripup`` turns it off."""
+    seen = {}
+    monkeypatch.setattr(cli, "build", lambda opts: seen.setdefault("opts", opts))
+    assert cli.main(["--board", "ulx3s", *args]) == 0
+    assert seen["opts"].tmg_ripup is on
+    assert BuildOptions().tmg_ripup is True
+
+
 def test_report_line_for_bram_outreg():
     from hw.build.report import _outreg_text
     on = {"enabled": True, "read_ports": 179, "absorbed": 144, "flip_flops": 2384,
@@ -243,6 +255,7 @@ def test_small_configuration_to_bitstream(tmp_path, capsys):
     # the ECP5 flow's placer and router (hw.build.flow.ECP5_PLACER / ECP5_ROUTER)
     assert "--router router2" in data["nextpnr_options"]
     assert "--placer static" in data["nextpnr_options"]
+    assert "--tmg-ripup" in data["nextpnr_options"]          # (ECP5_TMG_RIPUP)
     assert "--seed" not in data["nextpnr_options"]     # the seed that routed is reported apart
     assert "--placer static" in (out / "build_top.sh").read_text()
     # every block RAM read of the core ends in a register: nets straight from RAM read data

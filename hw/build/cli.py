@@ -62,6 +62,11 @@ def parser() -> argparse.ArgumentParser:
                          "output registers (hw.build.outreg; on by default since round "
                          "sixteen, where it raised the shipped model's Fmax at every seed "
                          "measured, docs/build.md; --no-bram-outreg keeps NOREG)")
+    ap.add_argument("--tmg-ripup", action=argparse.BooleanOptionalAction, default=True,
+                    help="ECP5: let nextpnr's router2 rip up and reroute arcs that fail "
+                         "timing once the route is legal (on by default since round "
+                         "seventeen: 115.31 -> 124.92 MHz on the same placement, "
+                         "docs/build.md; --no-tmg-ripup routes for congestion alone)")
     ap.add_argument("--floorplan", action="store_true",
                     help="ECP5 85F: pin each lane's block RAMs and multipliers next to each "
                          "other, each part in a slab of its own (hw.build.floorplan; off by "
@@ -96,7 +101,8 @@ def main(argv=None) -> int:
                         bench=args.bench, activity=args.activity,
                         prefer_system_tools=args.system_tools, stub_core=args.stub_core,
                         synth_opts=args.synth_opts, pnr_opts=args.pnr_opts,
-                        bram_outreg=args.bram_outreg, floorplan=args.floorplan)
+                        bram_outreg=args.bram_outreg, tmg_ripup=args.tmg_ripup,
+                        floorplan=args.floorplan)
     try:
         build(opts)
     except FitError as exc:

@@ -60,6 +60,7 @@ class BuildOptions:
     synth_opts: str | None = None     # None: the family's default (ECP5_SYNTH_OPTS)
     pnr_opts: str = ""                # extra nextpnr options, e.g. "--router router2"
     bram_outreg: bool = True          # ECP5: registers after block-RAM reads -> DP16KD OUTREG
+    tmg_ripup: bool = True            # ECP5: router2's timing-driven rip-up (ECP5_TMG_RIPUP)
     floorplan: bool = False           # ECP5 85F: pin the lanes' block RAMs (hw.build.floorplan)
 
 
@@ -78,6 +79,12 @@ ECP5_ROUTER = "router2"
 # endpoints later than 8 ns, 13.5 against 15.5 minutes of place and route (docs/build.md).
 # nextpnr before 0.7 has no "static"; the build then falls back to "heap" and says so.
 ECP5_PLACER = "static"
+# router2's timing-driven rip-up: once the route is legal, arcs that fail the clock are
+# ripped up and rerouted. On round seventeen's netlist K at seed 2 (the same placement)
+# it gave 124.92 MHz against 115.31 without, for 36 s more routing (docs/build.md). On
+# round thirteen's netlists, with thousands of failing arcs, it had not finished after 35
+# minutes; a netlist whose late paths are few is where it pays.
+ECP5_TMG_RIPUP = "--tmg-ripup"
 ECP5_FALLBACK_PLACER = "heap"
 
 
@@ -242,6 +249,8 @@ def build(opts: BuildOptions, log=_log) -> dict:
                 f"(placers: {', '.join(placers) or '?'}); using '{placer}', which gives a "
                 f"lower Fmax on large designs (docs/build.md)")
         pnr_opts += f" --placer {placer}"
+    if family == "ecp5" and opts.tmg_ripup and ECP5_TMG_RIPUP not in opts.pnr_opts.split():
+        pnr_opts += f" {ECP5_TMG_RIPUP}"
     if opts.pnr_opts:
         pnr_opts += " " + opts.pnr_opts
     overrides = {"nextpnr_opts": pnr_opts}

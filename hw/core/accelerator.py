@@ -17,7 +17,7 @@ from .skid import HoldBuffer, SkidBuffer
 from .wport import chain_blocks
 
 #: cycles after a step's last output word until ``counters`` include that step (the counters
-#: register their inputs twice; see `hw.core.counters.Counters`)
+#: register their inputs three times; see `hw.core.counters.Counters`)
 COUNTERS_SETTLE = Counters.latency + 1
 
 __all__ = ["COUNTERS_SETTLE", "Accelerator", "Op", "in_cmd_layout"]

@@ -104,13 +104,20 @@ class BeatSerializer(wiring.Component):
         # the compare's was 8.7 ns into ``lt``, round fourteen's default build)
         lt = Signal()
         ptr1 = Signal.like(ptr, init=1)
+        # The compares read ``count_q``, the count a cycle older still, from a register
+        # here: the store's count, shared by the writer and both readers, through the
+        # compare's carry chain into ``lt`` was 8.5 ns (round seventeen's build K at seed
+        # 2). A restart loads ``lt`` from the count itself, and takes effect a cycle after
+        # the store's clear, so count_q holds the cleared count by the first compare.
+        count_q = Signal.like(self.count)
+        m.d.sync += count_q.eq(self.count)
         # A beat is read only into an empty read register, not into one being emptied in
         # the same cycle: ``load`` (from the output's ready) ahead of the read enable, which
         # drives the read register's ~150 enables, and of ``lt`` was 8.4-8.6 ns of mostly
         # routing (round sixteen's first builds). A beat of one event then takes two cycles,
         # against the several that its column takes in the streamer.
         issue = active & lt & ~s1v
-        m.d.sync += lt.eq(Mux(issue, ptr1 < self.count, ptr < self.count))
+        m.d.sync += lt.eq(Mux(issue, ptr1 < count_q, ptr < count_q))
         m.d.comb += [self.rd_addr.eq(ptr), self.rd_en.eq(issue)]
         # rem and its flags: the new beat's mask, or rem less its lowest event, or as is
         rest = rem & ~oh

@@ -1,6 +1,6 @@
 """Sparse readout: the last layer's events through the decoder banks into V logits, top-1."""
 
-from amaranth.hdl import Array, Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -73,13 +73,22 @@ class Readout(wiring.Component):
             banks=P, mats=[ro.w], weight_bits=f.weight_bits, state_bits=f.state_bits,
             ubits=ro.ubits, gated=False, mem_ids=[(ids["dec.w.ptr"], ids["dec.w.ent"])],
             bus=self.bus)
-        macs = []
+        # The lane words reach the MAC lanes through a register each, next to the lane:
+        # the streamer's lane word is its entry block RAM's output register (`hw.build.
+        # outreg`), and from there a route across the die, the lane's address multiplexer
+        # and its LUT RAM read were 8.3-9.2 ns (round sixteen's shipped netlist at seeds 1,
+        # 2 and 4). A word in this register is one more term of ``drained``
+        # (`hw.core.drain`).
+        macs, lane_q = [], []
         for b in range(P):
             mac = MacLane(slots=1, depth=R, fmt=f, ubits=ro.ubits, bank=b, bias=[ro.b[b]],
                           bias_ids=(ids["dec.b"],), bus=self.bus)
             m.submodules[f"mac{b}"] = mac
             macs.append(mac)
-            m.d.comb += mac.i.eq(st.lanes[b])
+            q = Signal.like(st.lanes[b], name=f"lane_q{b}")
+            m.d.sync += q.eq(st.lanes[b])
+            m.d.comb += mac.i.eq(q)
+            lane_q.append(q)
         wr_o, wr_o_en = chain_blocks(m, self.wr, self.wr_en, [st] + macs)
         m.d.comb += [self.wr_o.eq(wr_o), self.wr_o_en.eq(wr_o_en)]
 
@@ -104,12 +113,12 @@ class Readout(wiring.Component):
         m.d.comb += self.mac_inc.eq(total)
         # every source and pipeline empty with the input final (`hw.core.drain`)
         drained = drained_flag(
-            m, local_busy=[self.i_busy, self.i_stream.valid],
+            m, local_busy=[self.i_busy, self.i_stream.valid] + [q.valid for q in lane_q],
             source_busy_q=[st.busy_q] + [mac.busy_q for mac in macs], final=self.i_final)
 
         u = Signal(range(R + 1))
         last_row = Signal()
-        bsel = Signal(range(max(2, P)))
+        bsel = Signal(range(P + 1))       # the lane whose logit is sent; P: the top-1 word
         ext, rd = Signal(), Signal()
         rd_addr = Signal(ro.ubits)
         m.d.comb += rd_addr.eq(u)
@@ -137,15 +146,39 @@ class Readout(wiring.Component):
         # enable of all P x 32 row bits: one flip-flop's net to 256 CE pins, 10.9 ns, the
         # latest path of one seed's build at round thirteen.)
         row = [Signal(signed(ab), name=f"row{b}", reset_less=True) for b in range(P)]
-        # The multiplexer reads a copy of ``bsel`` of its own (`hw.core.replica`): bsel's
-        # net, to the 32 x 8:1 multiplexer's LUTs and the scan's control, was up to 3.2 ns
-        # of routing on round fifteen's first builds, on the latest path of seed 3.
         bsel_d = Signal.like(bsel)
-        m.d.comb += bsel_d.eq(bsel)
-        m.d.sync += bsel.eq(bsel_d)
-        m.submodules.bsel_mux = bsel_mux = Replica(bsel.shape())
-        m.d.comb += bsel_mux.d.eq(bsel_d)
-        logit = Array(row)[bsel_mux.q]
+        # ``bsel`` one-hot as well (``hot``, bit P: the top-1 word), its next value set
+        # beside ``bsel``'s: a shift, not an increment and a compare per bit, ahead of the
+        # copies below (8.2 ns from the output's ready, round seventeen's build K at seed 3)
+        hot, hot_d = Signal(P + 1, init=1), Signal(P + 1)
+        m.d.comb += [bsel_d.eq(bsel), hot_d.eq(hot)]
+        m.d.sync += [bsel.eq(bsel_d), hot.eq(hot_d)]
+
+        def select(lane):             # bsel_d = lane (None: bsel + 1), and hot_d with it
+            if lane is None:
+                m.d.comb += [bsel_d.eq(bsel + 1), hot_d.eq(hot << 1)]
+            else:
+                m.d.comb += [bsel_d.eq(lane), hot_d.eq(1 << lane)]
+        # The word sent is an AND-OR over the row and the top-1 index, by ``bsel`` decoded
+        # one-hot into flip-flops (`hw.core.replica`), four copies, each for a quarter of
+        # the bits: no decode and no state sits between those flip-flops and the word, 2
+        # levels of LUTs. Indexed by ``bsel`` (a binary select, decoded into a 32 x 8:1
+        # multiplexer, then the state's choice of the logit or the top-1 word), the decode's
+        # net took 3.5 ns of routing and the path 8.4-9.3 ns (round sixteen's shipped
+        # netlist at seeds 2 and 3; one binary copy per quarter still 8.2-8.5 ns).
+        top_w = Signal(ab)
+        m.d.comb += top_w.eq(amax.best)
+        srcs = [r.as_unsigned() for r in row] + [top_w]
+        parts = []
+        for k in range(4):
+            lo, hi = k * ab // 4, (k + 1) * ab // 4
+            m.submodules[f"bsel_hot{k}"] = rep = Replica(P + 1)
+            m.d.comb += rep.d.eq(hot_d)
+            part = 0
+            for b, src in enumerate(srcs):
+                part = part | Mux(rep.q[b], src[lo:hi], 0)
+            parts.append(part)
+        word = Cat(*parts).as_signed()
         # Only the last row can be partial (V - (R-1)P logits), so the row's last lane is a
         # constant chosen by ``last_row`` (a flip-flop): ``u * P + bsel == V - 1``, an
         # adder and a compare, drove ``u``'s enable (9.1-11.5 ns, round thirteen's builds).
@@ -158,6 +191,8 @@ class Readout(wiring.Component):
         m.submodules.send = send = SkidBuffer(out_word_layout(ab))
         wiring.connect(m, send.o, wiring.flipped(self.o_stream))
         o_stream = send.i
+        # (the word in every state: only ``valid`` says when it is one)
+        m.d.comb += o_stream.payload.data.eq(word)
         with m.FSM() as fsm:
             with m.State("IDLE"):
                 with m.If(self.start):
@@ -177,7 +212,7 @@ class Readout(wiring.Component):
                 with m.If(drained):
                     m.d.sync += accum.eq(0)
                     m.d.comb += [ext.eq(1), rd.eq(1)]          # read row 0
-                    m.d.comb += bsel_d.eq(0)
+                    select(0)
                     m.d.comb += amax.clear.eq(1)
                     m.next = "WAIT"
             with m.State("WAIT"):
@@ -197,25 +232,24 @@ class Readout(wiring.Component):
                 m.d.comb += [ext.eq(1), self.busy.eq(1)]
                 row_done = Signal()
                 with m.If(emit):
-                    m.d.comb += [o_stream.valid.eq(1), o_stream.payload.data.eq(logit),
-                                 o_stream.payload.kind.eq(0),
+                    m.d.comb += [o_stream.valid.eq(1), o_stream.payload.kind.eq(0),
                                  o_stream.payload.last.eq(0)]
                     with m.If(o_stream.ready):
-                        m.d.comb += bsel_d.eq(bsel + 1)
+                        select(None)
                         m.d.comb += [amax.push.eq(1), row_done.eq(last_in_row)]
                 with m.Else():
                     m.d.comb += [amax.push.eq(1), row_done.eq(1)]
                 with m.If(row_done):
-                    m.d.comb += bsel_d.eq(0)
                     with m.If(last_row):
+                        select(P)                             # the top-1 word
                         m.next = "TOP"
                     with m.Else():
+                        select(0)
                         m.d.comb += [rd.eq(1), rd_addr.eq(u + 1)]
                         m.d.sync += u.eq(u + 1)
                         m.next = "WAIT"
             with m.State("TOP"):
                 m.d.comb += [self.busy.eq(1), o_stream.valid.eq(~amax.busy),
-                             o_stream.payload.data.eq(amax.best),
                              o_stream.payload.kind.eq(1), o_stream.payload.last.eq(1)]
                 with m.If(o_stream.ready & ~amax.busy):
                     m.next = "DONE"

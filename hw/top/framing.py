@@ -67,7 +67,11 @@ class RxFramer(wiring.Component):
 
     Members
     -------
-    i_stream : In(stream.Signature(8)), received bytes (always ready).
+    i_stream : In(stream.Signature(8)), received bytes (always ready), **at most one every
+        two cycles**: the length's compares are made between the byte's two registers,
+        from the length's low byte taken a byte earlier (the UART receiver gives one byte
+        per character, tens of cycles apart; `tests/test_hw_framing.py` shows what one
+        byte a cycle breaks).
     accept : In(1), the command engine is idle and will take the next frame.
     done, cmd, length, status, stored : the frame report.
     rd_addr, rd_data : buffer read port (data two cycles after the address).
