@@ -70,28 +70,18 @@ def test_floorplan_stage_is_off_unless_asked_for(monkeypatch, given):
     assert BuildOptions().floorplan is False
 
 
-@pytest.mark.parametrize("args,on", [([], True), (["--bram-outreg"], True),
-                                     (["--no-bram-outreg"], False)])
-def test_bram_outreg_is_on_unless_turned_off(monkeypatch, args, on):
-    """The block-RAM output-register stage (hw.build.outreg) runs by default (round
-    sixteen, docs/build.md); ``--no-bram-outreg`` turns it off."""
+@pytest.mark.parametrize("flag,field", [("bram-outreg", "bram_outreg"),
+                                        ("tmg-ripup", "tmg_ripup")])
+@pytest.mark.parametrize("form,on", [(None, True), ("--{}", True), ("--no-{}", False)])
+def test_default_on_stages_turn_off_with_no(monkeypatch, flag, field, form, on):
+    """The block-RAM output-register stage (hw.build.outreg, round sixteen) and router2's
+    timing-driven rip-up (round seventeen) are on by default (docs/build.md);
+    ``--no-bram-outreg`` / ``--no-tmg-ripup`` turn them off."""
     seen = {}
     monkeypatch.setattr(cli, "build", lambda opts: seen.setdefault("opts", opts))
-    assert cli.main(["--board", "ulx3s", *args]) == 0
-    assert seen["opts"].bram_outreg is on
-    assert BuildOptions().bram_outreg is True
-
-
-@pytest.mark.parametrize("args,on", [([], True), (["--tmg-ripup"], True),
-                                     (["--no-tmg-ripup"], False)])
-def test_tmg_ripup_is_on_unless_turned_off(monkeypatch, args, on):
-    """router2's timing-driven rip-up is on by default (round seventeen, docs/build.md);
-    ``--no-tmg-ripup`` turns it off."""
-    seen = {}
-    monkeypatch.setattr(cli, "build", lambda opts: seen.setdefault("opts", opts))
-    assert cli.main(["--board", "ulx3s", *args]) == 0
-    assert seen["opts"].tmg_ripup is on
-    assert BuildOptions().tmg_ripup is True
+    assert cli.main(["--board", "ulx3s", *([form.format(flag)] if form else [])]) == 0
+    assert getattr(seen["opts"], field) is on
+    assert getattr(BuildOptions(), field) is True
 
 
 def test_report_line_for_bram_outreg():

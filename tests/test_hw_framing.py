@@ -13,22 +13,22 @@ def parse(data: bytes, *, gap: int, max_payload: int = 64):
     dut = RxFramer(max_payload=max_payload, timeout_cycles=64)
     reports = []
 
+    async def tick(ctx):              # one cycle; a frame report if ``done`` pulses
+        await ctx.tick()
+        if ctx.get(dut.done):
+            reports.append([ctx.get(dut.cmd), ctx.get(dut.length), ctx.get(dut.status),
+                            ctx.get(dut.stored)])
+
     async def tb(ctx):
         ctx.set(dut.accept, 1)
         for byte in data:
             ctx.set(dut.i_stream.valid, 1)
             ctx.set(dut.i_stream.payload, byte)
-            for i in range(gap):
-                await ctx.tick()
+            for _ in range(gap):
+                await tick(ctx)
                 ctx.set(dut.i_stream.valid, 0)
-                if ctx.get(dut.done):
-                    reports.append([ctx.get(dut.cmd), ctx.get(dut.length),
-                                    ctx.get(dut.status), ctx.get(dut.stored)])
         for _ in range(8):
-            await ctx.tick()
-            if ctx.get(dut.done):
-                reports.append([ctx.get(dut.cmd), ctx.get(dut.length), ctx.get(dut.status),
-                                ctx.get(dut.stored)])
+            await tick(ctx)
         # the payload of the last stored frame (read data two cycles after the address)
         if reports and reports[-1][3] and reports[-1][2] == protocol.Status.OK:
             got = []

@@ -79,13 +79,13 @@ ECP5_ROUTER = "router2"
 # endpoints later than 8 ns, 13.5 against 15.5 minutes of place and route (docs/build.md).
 # nextpnr before 0.7 has no "static"; the build then falls back to "heap" and says so.
 ECP5_PLACER = "static"
+ECP5_FALLBACK_PLACER = "heap"
 # router2's timing-driven rip-up: once the route is legal, arcs that fail the clock are
 # ripped up and rerouted. On round seventeen's netlist K at seed 2 (the same placement)
 # it gave 124.92 MHz against 115.31 without, for 36 s more routing (docs/build.md). On
 # round thirteen's netlists, with thousands of failing arcs, it had not finished after 35
 # minutes; a netlist whose late paths are few is where it pays.
 ECP5_TMG_RIPUP = "--tmg-ripup"
-ECP5_FALLBACK_PLACER = "heap"
 
 
 def _routed_fmax(out: Path) -> float | None:
